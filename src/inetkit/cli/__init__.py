@@ -1,0 +1,1 @@
+"""The ``inetkit`` command line: the only layer that prints."""

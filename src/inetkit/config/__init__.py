@@ -1,0 +1,1 @@
+"""Configuration: frozen schema, the native TOML reader and the inetd.conf reader."""

@@ -1,0 +1,1 @@
+"""The only code that touches sockets: listeners, blocking and asyncio drivers."""

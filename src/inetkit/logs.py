@@ -1,0 +1,46 @@
+"""Logging setup: plain lines or JSON objects on stderr.
+
+Per-connection records carry their fields in ``record.conn`` so the JSON form
+gets them as keys rather than as text to parse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+_FORMAT_ENV = "INETKIT_LOG_FORMAT"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        conn = getattr(record, "conn", None)
+        if conn:
+            data.update(conn)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(fmt: str | None = None, level: int = logging.INFO) -> None:
+    """Configure the ``inetkit`` logger once.  Worker processes inherit the
+    format through the environment so every line of a daemon looks the same."""
+    fmt = fmt or os.environ.get(_FORMAT_ENV, "plain")
+    os.environ[_FORMAT_ENV] = fmt
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s inetkit[%(process)d] %(levelname)s %(message)s"))
+    root = logging.getLogger("inetkit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False

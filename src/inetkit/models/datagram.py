@@ -1,0 +1,61 @@
+"""The UDP ``datagram`` model: handlers run in the daemon's event loop.
+
+Simple services answer each datagram (``handle_datagram``); services with
+sockets and timers of their own (TFTP) take the bound socket (``serve_udp``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+from inetkit.io.addresses import plain_address
+from inetkit.models.runtime import ServiceRuntime
+from inetkit.services.base import ConnectionContext
+
+
+class _DatagramProtocol(asyncio.DatagramProtocol):
+    def __init__(self, rt: ServiceRuntime) -> None:
+        self.rt = rt
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local = ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio subclasses
+        self.local = plain_address(transport.get_extra_info("sockname"))
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        rt = self.rt
+        assert rt.service is not None and self.transport is not None
+        ctx = ConnectionContext(rt.ctx, plain_address(addr), self.local, bytes_in=len(data))
+        if not rt.rules.permits(ctx.peer[0]):
+            rt.counters.refused += 1
+            return
+        rt.counters.accepted += 1
+        rt.counters.bytes_in += len(data)
+        try:
+            for reply in rt.service.handle_datagram(data, ctx):
+                self.transport.sendto(reply, addr)
+                rt.counters.bytes_out += len(reply)
+        except Exception as exc:  # one bad datagram never stops the service
+            rt.counters.errors += 1
+            rt.ctx.log.info("%s: datagram from %s rejected: %s", rt.config.name, ctx.peer_text, exc)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a gone client: nothing to do
+        pass
+
+
+async def serve(sock: socket.socket, rt: ServiceRuntime) -> None:
+    service = rt.service
+    assert service is not None
+    if service.serve_udp is not None:
+        await service.serve_udp(sock, rt.ctx)
+        return
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramProtocol(rt), sock=sock)
+    try:
+        await asyncio.Future()  # until cancelled
+    finally:
+        transport.close()

@@ -1,0 +1,179 @@
+"""The ``fork`` model (seed 12-2-2): a process per connection.
+
+Forking is only safe in a process that runs no other threads and no event
+loop, so the daemon never forks itself: it execs a small worker
+(``python -m inetkit.worker --model fork``) that owns the listener and does
+nothing but accept, fork, and reap.  In that worker the parent closes its copy
+of each connection at once, every child is reaped from SIGCHLD, and when
+``max_children`` are alive it stops accepting until one exits (the clients wait
+in the backlog).  The daemon supervises the worker and restarts it if it dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from inetkit.config.schema import ServiceConfig
+from inetkit.models.forkexec import wait_exit
+from inetkit.models.runtime import ServiceRuntime
+
+# -- daemon side ----------------------------------------------------------------
+
+
+def worker_command(model: str, config: ServiceConfig, fd: int) -> list[str]:
+    return [sys.executable, "-m", "inetkit.worker", "--model", model, "--fd", str(fd),
+            "--spec", json.dumps(config.to_json())]
+
+
+async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: str, grace: float = 10.0) -> None:
+    """Run a worker process on ``listener``; restart it if it dies, stop it on cancel."""
+    backoff = 0.1
+    while True:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            worker_command(model, rt.config, listener.fileno()),
+            pass_fds=(listener.fileno(),), start_new_session=True,
+        )
+        rt.ctx.stats["worker_pid"] = proc.pid
+        try:
+            code = await wait_exit(proc)
+        except asyncio.CancelledError:
+            await stop_process(proc, grace)
+            raise
+        rt.ctx.log.error("%s: %s worker %d exited with %d; restarting", rt.config.name, model, proc.pid, code)
+        backoff = 0.1 if time.monotonic() - started > 10 else min(backoff * 2, 10.0)
+        await asyncio.sleep(backoff)
+
+
+async def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, wait up to ``grace``, then SIGKILL: the worker drains its children."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(wait_exit(proc)), grace)
+    except (TimeoutError, asyncio.CancelledError):
+        proc.kill()
+        proc.wait()
+
+
+async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
+    await supervise_worker(listener, rt, "fork")
+
+
+# -- worker side (single-threaded, no event loop) -----------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0) -> int:
+    """The accept/fork loop.  Returns the process exit status."""
+    from inetkit.io.addresses import plain_address
+    from inetkit.services.base import ConnectionContext
+
+    service = rt.service
+    assert service is not None
+    children: dict[int, tuple[ConnectionContext, float]] = {}
+    max_children = rt.config.max_children
+    listener.setblocking(True)
+
+    def reap(block: bool = False) -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
+                return
+            if pid == 0:
+                return
+            entry = children.pop(pid, None)
+            if entry is not None:
+                ctx, _ = entry
+                code = os.waitstatus_to_exitcode(status)
+                # the child logged its own line (it alone knows its byte counts);
+                # only a child that died without doing so is logged here
+                rt.finished(ctx, "ok" if code == 0 else f"killed={-code}" if code < 0 else f"exit={code}", log=code < 0)
+            block = False
+
+    def on_sigchld(signum: int, frame: object) -> None:
+        reap()
+
+    def on_stop(signum: int, frame: object) -> None:
+        raise _Stop()
+
+    signal.signal(signal.SIGCHLD, on_sigchld)
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    backoff = 0.01
+    try:
+        while True:
+            while len(children) >= max_children:
+                reap(block=True)
+            try:
+                conn, addr = listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.01
+            ctx = ConnectionContext(rt.ctx, plain_address(addr), plain_address(conn.getsockname()))
+            if not rt.admit(ctx):
+                conn.close()
+                continue
+            pid = os.fork()
+            if pid == 0:  # child: serve this one connection, then leave without cleanup handlers
+                code, outcome = 0, "ok"
+                try:
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    listener.close()
+                    conn.setblocking(True)
+                    service.handle_blocking(conn, ctx)
+                except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
+                    if isinstance(exc, (ConnectionError, TimeoutError)):
+                        outcome = "reset"
+                    else:
+                        rt.ctx.log.error("%s: child failed for %s: %r", rt.config.name, ctx.peer_text, exc)
+                        code, outcome = 1, "error"
+                finally:
+                    rt.finished(ctx, outcome)
+                    try:
+                        conn.close()
+                    finally:
+                        os._exit(code)
+            conn.close()
+            rt.set_pid(ctx, pid)
+            children[pid] = (ctx, time.monotonic())
+    except _Stop:
+        pass
+    finally:
+        listener.close()
+    # drain: give children the grace period, then stop them
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    deadline = time.monotonic() + grace
+    while children and time.monotonic() < deadline:
+        reap()
+        time.sleep(0.02)
+    for pid in list(children):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    while children:
+        reap(block=True)
+    return 0

@@ -1,0 +1,1 @@
+"""Sans-IO protocol cores: bytes in, events and bytes out; no sockets, no clock."""

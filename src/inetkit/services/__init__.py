@@ -1,0 +1,1 @@
+"""What to serve: service classes (a protocol core plus policy) and their registry."""

@@ -1,0 +1,182 @@
+"""The contract between a service and the server models that run it.
+
+A **TCP service** gives each connection a *session*: a sans-IO object that turns
+bytes received into bytes to send (``StreamSession``).  Because a session never
+touches a socket, every model can drive it: the blocking driver
+(``io/blocking.py``) for iterative/fork/thread and an ``asyncio.Protocol``
+(``io/aio.py``) for the async model.  A service that needs the socket itself
+(``sendfile``, disk I/O, a shared chat hub) overrides ``handle_blocking`` and/or
+``handle_async`` and narrows ``models`` accordingly.
+
+A **UDP service** answers datagrams (``handle_datagram``: data in, replies out)
+or, when it needs sockets and timers of its own (TFTP), implements
+``serve_udp`` which takes over the bound socket.
+
+Services are built once per listener from their parsed options and shared by
+all connections of that listener, so they must keep per-connection state in
+the session, not on ``self`` (unless ``shared_state`` says otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Mapping
+
+from inetkit.services.options import Option, ParsedOptions, parse_options
+
+Address = tuple[Any, ...]
+
+
+@dataclass
+class ServiceContext:
+    """What a running service knows about where it runs."""
+
+    name: str
+    model: str
+    proto: str
+    log: logging.Logger
+    idle_timeout: float | None = None
+    #: set by the daemon; counters a service may bump (bytes in/out etc.)
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ConnectionContext:
+    """One accepted connection (or one datagram's sender, for UDP)."""
+
+    service: ServiceContext
+    peer: tuple[str, int]
+    local: tuple[str, int]
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    @property
+    def log(self) -> logging.Logger:
+        return self.service.log
+
+    @property
+    def peer_text(self) -> str:
+        host, port = self.peer
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class StreamSession:
+    """A sans-IO connection handler: bytes in, bytes out, no sockets, no clock.
+
+    Drivers call ``start()`` once, then ``receive(data)`` for every chunk and
+    ``receive_eof()`` when the peer half-closes; whatever they return is sent.
+    After sending, a driver:
+
+    - closes the connection when ``closing`` is true;
+    - half-closes (``shutdown(SHUT_WR)``) once when ``shutdown_write`` is true,
+      and keeps reading;
+    - calls ``produce(budget)`` whenever the socket can take more while
+      ``producing`` is true (chargen, file streaming), so output is generated
+      under flow control and never buffered without bound.
+    """
+
+    closing: bool = False
+    shutdown_write: bool = False
+    producing: bool = False
+
+    def start(self) -> bytes:
+        return b""
+
+    def receive(self, data: bytes) -> bytes:
+        return b""
+
+    def receive_eof(self) -> bytes:
+        self.closing = True
+        return b""
+
+    def produce(self, budget: int) -> bytes:
+        return b""
+
+    def connection_lost(self, error: BaseException | None) -> None:
+        """The connection ended (normally or not); release resources here."""
+
+
+class Service:
+    """Base of every built-in service.  Subclasses set the class attributes."""
+
+    #: registry name, also the default handler of a ``[services.NAME]`` table
+    name: ClassVar[str] = ""
+    #: one-line description for ``inetkit check`` and ``inetkit run --help``
+    summary: ClassVar[str] = ""
+    transports: ClassVar[frozenset[str]] = frozenset({"tcp"})
+    #: models allowed for TCP and for UDP
+    tcp_models: ClassVar[frozenset[str]] = frozenset({"iterative", "fork", "thread", "async"})
+    udp_models: ClassVar[frozenset[str]] = frozenset({"datagram"})
+    tcp_default_model: ClassVar[str] = "async"
+    udp_default_model: ClassVar[str] = "datagram"
+    #: state shared by all connections in one process (chat): refuses fork/exec
+    shared_state: ClassVar[bool] = False
+    OPTIONS: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(self, options: Mapping[str, Any] | None = None, where: str = "options") -> None:
+        self.options: ParsedOptions = self.parse_options(options or {}, where)
+
+    @classmethod
+    def parse_options(cls, raw: Mapping[str, Any], where: str = "options") -> ParsedOptions:
+        return parse_options(cls.OPTIONS, raw, where)
+
+    @classmethod
+    def models_for(cls, proto: str) -> frozenset[str]:
+        return cls.tcp_models if proto == "tcp" else cls.udp_models
+
+    @classmethod
+    def default_model_for(cls, proto: str) -> str:
+        return cls.tcp_default_model if proto == "tcp" else cls.udp_default_model
+
+    # -- TCP ---------------------------------------------------------------
+    def open_session(self, ctx: ConnectionContext) -> StreamSession:
+        """A fresh sans-IO session for one connection."""
+        raise NotImplementedError(f"{type(self).__name__} has no stream session")
+
+    def handle_blocking(self, sock: socket.socket, ctx: ConnectionContext) -> None:
+        """Serve one connection on a blocking socket (iterative, fork, thread)."""
+        from inetkit.io.blocking import drive_session
+
+        drive_session(sock, self.open_session(ctx), ctx)
+
+    #: an ``async def handle_async(reader, writer, ctx)`` override makes the
+    #: async model use asyncio streams instead of the session protocol
+    handle_async: ClassVar[Any] = None
+
+    # -- UDP ---------------------------------------------------------------
+    def handle_datagram(self, data: bytes, ctx: ConnectionContext) -> Iterable[bytes]:
+        """Replies to one datagram, each sent back to ``ctx.peer``."""
+        return ()
+
+    #: an ``async def serve_udp(sock, ctx: ServiceContext)`` override takes over
+    #: the bound UDP socket (for services with their own sockets and timers)
+    serve_udp: ClassVar[Any] = None
+
+    # -- lifecycle ---------------------------------------------------------
+    async def aclose(self) -> None:
+        """Called once when the daemon stops serving this listener."""
+
+
+def is_reflection_risk(peer: tuple[str, int]) -> bool:
+    """True for UDP sources that must never get a reply (RFC 862 family abuse).
+
+    Port 0 is not a real sender; broadcast and multicast sources are spoofed
+    by definition; replying to them turns a small service into an amplifier.
+    """
+    import ipaddress
+
+    host, port = peer[0], peer[1]
+    if port == 0:
+        return True
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return True
+    if addr.is_multicast or addr.is_unspecified:
+        return True
+    if isinstance(addr, ipaddress.IPv4Address) and (addr == ipaddress.IPv4Address("255.255.255.255") or int(addr) & 0xFF == 0xFF):
+        # limited broadcast, or the broadcast address of a /24 or wider network
+        return True
+    return False

@@ -1,0 +1,62 @@
+"""A worker process: one service, one model, on a listener inherited by fd.
+
+Started by the daemon with ``subprocess`` (fork+exec, so it starts from a
+fresh single-threaded interpreter) for the ``fork`` model and for ``async``
+services with ``workers`` > 1.  Not meant to be run by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import socket
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="inetkit-worker")
+    parser.add_argument("--model", choices=("fork", "async"), required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--spec", required=True, help="the ServiceConfig as JSON")
+    parser.add_argument("--grace", type=float, default=10.0)
+    args = parser.parse_args(argv)
+
+    from inetkit.config.schema import ServiceConfig
+    from inetkit.logs import setup_logging
+    from inetkit.models.runtime import ServiceRuntime
+    from inetkit.services.registry import create_service
+
+    setup_logging()
+    config = ServiceConfig.from_json(json.loads(args.spec))
+    listener = socket.socket(fileno=args.fd)
+    service = create_service(config.handler or config.name, config.options, config.source)
+    rt = ServiceRuntime.create(config, service)
+    if args.model == "fork":
+        from inetkit.models.forking import run_forking
+
+        return run_forking(listener, rt, args.grace)
+    return _run_async(listener, rt)
+
+
+def _run_async(listener: socket.socket, rt) -> int:  # type: ignore[no-untyped-def]
+    from inetkit.io.aio import new_event_loop
+    from inetkit.models import aio
+
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    task = loop.create_task(aio.serve(listener, rt))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        loop.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
