@@ -42,7 +42,9 @@ def validate_service(service: ServiceConfig) -> None:
     if service.model not in allowed:
         raise ConfigError(
             f"service {cls.name!r} does not run under model {service.model!r} over {service.proto}"
-            f" (allowed: {', '.join(sorted(allowed))})",
+            f" (allowed: {', '.join(sorted(allowed))})"
+            + ("; it keeps shared in-memory state, which separate processes or threads would split or race"
+               if cls.shared_state else ""),
             where,
         )
     cls.parse_options(service.options, where)
