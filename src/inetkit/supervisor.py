@@ -110,7 +110,12 @@ class Supervisor:
                 if cfg.model == "async" and cfg.workers > 1:
                     from inetkit.models.forking import supervise_worker
 
-                    await asyncio.gather(*(supervise_worker(s, rt, "async", self.config.grace) for s in bound.sockets))
+                    # return_exceptions: on cancel, wait for every worker to be stopped
+                    # (plain gather returns at the first cancelled child)
+                    await asyncio.gather(
+                        *(supervise_worker(s, rt, "async", self.config.grace, i) for i, s in enumerate(bound.sockets)),
+                        return_exceptions=True,
+                    )
                 else:
                     module = importlib.import_module(MODEL_MODULES[cfg.model])
                     await module.serve(bound.sockets[0], rt)

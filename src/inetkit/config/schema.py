@@ -94,3 +94,9 @@ class DaemonConfig:
         return dataclasses.replace(
             self, services=tuple(dataclasses.replace(s, bind=bind) for s in self.services)
         )
+
+    def with_any_port(self) -> DaemonConfig:
+        """Every service on an OS-chosen port (``--any-port``, for tests and demos)."""
+        return dataclasses.replace(
+            self, services=tuple(dataclasses.replace(s, port=0) for s in self.services)
+        )

@@ -28,33 +28,115 @@ from inetkit.models.runtime import ServiceRuntime
 # -- daemon side ----------------------------------------------------------------
 
 
-def worker_command(model: str, config: ServiceConfig, fd: int) -> list[str]:
-    return [sys.executable, "-m", "inetkit.worker", "--model", model, "--fd", str(fd),
+def worker_command(model: str, config: ServiceConfig, fd: int, *, events: int | None = None,
+                   grace: float | None = None) -> list[str]:
+    argv = [sys.executable, "-m", "inetkit.worker", "--model", model, "--fd", str(fd),
             "--spec", json.dumps(config.to_json())]
+    if events is not None:
+        argv += ["--events", str(events)]
+    if grace is not None:
+        argv += ["--grace", str(grace)]
+    return argv
+
+
+class EventReader:
+    """The daemon's end of a worker's events pipe: JSON lines, one per
+    admission, child PID, refusal or finished connection (see
+    ``ServiceRuntime.apply_event``), replayed on the daemon's runtime so that
+    ``inetkit status`` shows the worker's connections and child PIDs."""
+
+    MAX_PENDING = 1 << 16  # a line longer than this is garbage: dropped
+
+    def __init__(self, fd: int, rt: ServiceRuntime, worker: int) -> None:
+        self.fd = fd
+        self.rt = rt
+        self.worker = worker
+        self.pending = b""
+
+    def on_readable(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                return
+            self.pending += data
+            *lines, self.pending = self.pending.split(b"\n")
+            if len(self.pending) > self.MAX_PENDING:
+                self.pending = b""
+            for line in lines:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    self.rt.apply_event(self.worker, event)
+
+
+def write_events(fd: int):  # type: ignore[no-untyped-def]
+    """The worker's end: a function writing one event as one JSON line.
+    Lines are far below PIPE_BUF, so writes from the worker and its forked
+    children never interleave.  The pipe is non-blocking: if the daemon falls
+    behind, an event is dropped (status is approximate) rather than stalling
+    a connection."""
+    os.set_blocking(fd, False)
+
+    def emit(event: dict) -> None:  # type: ignore[type-arg]
+        try:
+            os.write(fd, json.dumps(event, separators=(",", ":")).encode() + b"\n")
+        except OSError:
+            pass
+
+    return emit
 
 
 async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: str, grace: float = 10.0) -> None:
     """Run a worker process on ``listener``; restart it if it dies, stop it on cancel."""
+    loop = asyncio.get_running_loop()
     backoff = 0.1
     while True:
         started = time.monotonic()
-        proc = subprocess.Popen(
-            worker_command(model, rt.config, listener.fileno()),
-            pass_fds=(listener.fileno(),), start_new_session=True,
-        )
+        rfd, wfd = os.pipe()
+        try:
+            proc = subprocess.Popen(
+                worker_command(model, rt.config, listener.fileno(), events=wfd, grace=grace),
+                pass_fds=(listener.fileno(), wfd), start_new_session=True,
+            )
+        except BaseException:
+            os.close(rfd)
+            raise
+        finally:
+            os.close(wfd)
+        os.set_blocking(rfd, False)
+        reader = EventReader(rfd, rt, proc.pid)
+        loop.add_reader(rfd, reader.on_readable)
+        workers = rt.ctx.stats.setdefault("worker_pids", [])  # type: ignore[arg-type]
+        workers.append(proc.pid)  # type: ignore[attr-defined]
         rt.ctx.stats["worker_pid"] = proc.pid
         try:
-            code = await wait_exit(proc)
-        except asyncio.CancelledError:
-            await stop_process(proc, grace)
-            raise
+            try:
+                code = await wait_exit(proc)
+            except asyncio.CancelledError:
+                await stop_process(proc, grace)
+                raise
+        finally:
+            reader.on_readable()  # the last events before it exited
+            loop.remove_reader(rfd)
+            os.close(rfd)
+            rt.forget_worker(proc.pid)
+            if proc.pid in workers:  # type: ignore[operator]
+                workers.remove(proc.pid)  # type: ignore[attr-defined]
         rt.ctx.log.error("%s: %s worker %d exited with %d; restarting", rt.config.name, model, proc.pid, code)
         backoff = 0.1 if time.monotonic() - started > 10 else min(backoff * 2, 10.0)
         await asyncio.sleep(backoff)
 
 
 async def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
-    """SIGTERM, wait up to ``grace``, then SIGKILL: the worker drains its children."""
+    """SIGTERM, wait up to ``grace`` (plus a moment), then SIGKILL: the
+    worker drains its children within ``grace`` and stops the rest itself."""
     if proc.poll() is not None:
         return
     try:
@@ -62,9 +144,12 @@ async def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
     except ProcessLookupError:
         return
     try:
-        await asyncio.wait_for(asyncio.shield(wait_exit(proc)), grace)
+        await asyncio.wait_for(asyncio.shield(wait_exit(proc)), grace + 2.0)
     except (TimeoutError, asyncio.CancelledError):
-        proc.kill()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the worker and its forked children
+        except OSError:
+            proc.kill()
         proc.wait()
 
 
@@ -105,7 +190,7 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
                 code = os.waitstatus_to_exitcode(status)
                 # the child logged its own line (it alone knows its byte counts);
                 # only a child that died without doing so is logged here
-                rt.finished(ctx, "ok" if code == 0 else f"killed={-code}" if code < 0 else f"exit={code}", log=code < 0)
+                rt.reaped(ctx, "ok" if code == 0 else f"killed={-code}" if code < 0 else f"exit={code}", log=code < 0)
             block = False
 
     def on_sigchld(signum: int, frame: object) -> None:
