@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--spec", required=True, help="the ServiceConfig as JSON")
     parser.add_argument("--grace", type=float, default=10.0)
+    parser.add_argument("--events", type=int, help="fd of the daemon's events pipe (JSON lines, for status)")
     args = parser.parse_args(argv)
 
     from inetkit.config.schema import ServiceConfig
@@ -33,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(fileno=args.fd)
     service = create_service(config.handler or config.name, config.options, config.source)
     rt = ServiceRuntime.create(config, service)
+    if args.events is not None:
+        from inetkit.models.forking import write_events
+
+        rt.events = write_events(args.events)
     if args.model == "fork":
         from inetkit.models.forking import run_forking
 

@@ -70,6 +70,9 @@ class SessionProtocol(asyncio.Protocol):
             transport.abort()
             return
         self.admitted = True
+        set_closer = getattr(self.hooks, "set_closer", None)
+        if set_closer is not None:  # lets the daemon abort it after the drain grace period
+            set_closer(self.ctx, transport.abort)
         try:
             self.session = self.open_session(self.ctx)
             self._send(self.session.start())

@@ -28,6 +28,7 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
             if not rt.admit(ctx):
                 writer.transport.abort()
                 return
+            rt.set_closer(ctx, writer.transport.abort)
             outcome = "ok"
             try:
                 if service.handle_async is not None:

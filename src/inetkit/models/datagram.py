@@ -29,10 +29,8 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
         rt = self.rt
         assert rt.service is not None and self.transport is not None
         ctx = ConnectionContext(rt.ctx, plain_address(addr), self.local, bytes_in=len(data))
-        if not rt.rules.permits(ctx.peer[0]):
-            rt.counters.refused += 1
+        if not rt.admit_datagram(ctx):  # access rules and per-source rate
             return
-        rt.counters.accepted += 1
         rt.counters.bytes_in += len(data)
         try:
             for reply in rt.service.handle_datagram(data, ctx):

@@ -121,12 +121,18 @@ class LoopingGuard:
     def delay(self, now: float) -> float:
         return max(0.0, self.until - now)
 
+    def status(self, now: float) -> dict[str, Any]:
+        """For ``inetkit status``: engaged while new starts are being held back."""
+        delay = self.delay(now)
+        return {"engaged": delay > 0, "failures": self.failures, "throttled_for": round(delay, 3)}
+
 
 async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
     if rt.config.model == "wait":
         await _serve_wait(listener, rt)
         return
     guard = LoopingGuard()
+    rt.looping = guard
     rt.ctx.stats["looping"] = 0
     pass_fd = rt.config.model == "exec-fd"
 
@@ -177,6 +183,7 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
 async def _serve_wait(sock: socket.socket, rt: ServiceRuntime) -> None:
     loop = asyncio.get_running_loop()
     guard = LoopingGuard()
+    rt.looping = guard
     sock.setblocking(True)  # the program reads it; we only watch readability
     fd = sock.fileno()
     local = plain_address(sock.getsockname())

@@ -93,8 +93,12 @@ def write_events(fd: int):  # type: ignore[no-untyped-def]
     return emit
 
 
-async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: str, grace: float = 10.0) -> None:
-    """Run a worker process on ``listener``; restart it if it dies, stop it on cancel."""
+async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: str, grace: float = 10.0,
+                           index: int = 0) -> None:
+    """Run a worker process on ``listener``; restart it if it dies, stop it on cancel.
+    Its PID is kept in ``rt.ctx.stats`` as ``worker_pid`` (``worker_pidN`` for
+    the N-th of several async workers)."""
+    stat = "worker_pid" if index == 0 else f"worker_pid{index}"
     loop = asyncio.get_running_loop()
     backoff = 0.1
     while True:
@@ -113,9 +117,7 @@ async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: s
         os.set_blocking(rfd, False)
         reader = EventReader(rfd, rt, proc.pid)
         loop.add_reader(rfd, reader.on_readable)
-        workers = rt.ctx.stats.setdefault("worker_pids", [])  # type: ignore[arg-type]
-        workers.append(proc.pid)  # type: ignore[attr-defined]
-        rt.ctx.stats["worker_pid"] = proc.pid
+        rt.ctx.stats[stat] = proc.pid
         try:
             try:
                 code = await wait_exit(proc)
@@ -127,8 +129,6 @@ async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: s
             loop.remove_reader(rfd)
             os.close(rfd)
             rt.forget_worker(proc.pid)
-            if proc.pid in workers:  # type: ignore[operator]
-                workers.remove(proc.pid)  # type: ignore[attr-defined]
         rt.ctx.log.error("%s: %s worker %d exited with %d; restarting", rt.config.name, model, proc.pid, code)
         backoff = 0.1 if time.monotonic() - started > 10 else min(backoff * 2, 10.0)
         await asyncio.sleep(backoff)

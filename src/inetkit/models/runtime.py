@@ -3,6 +3,16 @@
 The runtime is the ``ConnectionHooks`` every model calls: ``admit`` before a
 connection is served (access rules and limits) and ``finished`` after it,
 which writes the one log line per connection.
+
+Refusals: a refused connection is closed at once (accept, then close), so the
+offending client gets a clean EOF/RST and nobody else notices; it is counted
+every time but logged once per burst (``inetkit.limits.RefusalLog``).
+
+Worker processes (the ``fork`` model's accept/fork worker, ``async`` with
+``workers`` > 1) run their own runtime; with ``events`` set it reports every
+admission, child PID and finished connection as a JSON-able dict, which the
+daemon replays on its own runtime (``apply_event``) so ``inetkit status``
+sees their connections and child PIDs too.
 """
 
 from __future__ import annotations
@@ -12,10 +22,14 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Hashable
 
 from inetkit.config.schema import ServiceConfig
+from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
 from inetkit.services.base import ConnectionContext, Service, ServiceContext
+
+#: outcomes that are not errors
+CLEAN_OUTCOMES = frozenset({"ok", "timeout", "reset"})
 
 
 @dataclass
@@ -23,6 +37,10 @@ class LiveConnection:
     peer: tuple[str, int]
     started: float
     pid: int | None = None
+    #: the connection's context (live byte counts), when in this process
+    ctx: ConnectionContext | None = None
+    #: aborts the connection at once (used after the drain grace period)
+    closer: Callable[[], None] | None = None
 
 
 @dataclass
@@ -51,9 +69,11 @@ class AccessRules:
             addr = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
-        if any(addr in net for net in self.deny):
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # a v4 client of a dual-stack listener is a v4 client
+        if any(addr.version == net.version and addr in net for net in self.deny):
             return False
-        return not self.allow or any(addr in net for net in self.allow)
+        return not self.allow or any(addr.version == net.version and addr in net for net in self.allow)
 
 
 @dataclass
@@ -62,12 +82,25 @@ class ServiceRuntime:
     ctx: ServiceContext
     service: Service | None
     counters: Counters = field(default_factory=Counters)
-    live: dict[int, LiveConnection] = field(default_factory=dict)
-    per_source: dict[str, int] = field(default_factory=dict)
+    live: dict[Hashable, LiveConnection] = field(default_factory=dict)
     connection_log: bool = True
+    #: set in worker processes: where admissions and finished connections are reported
+    events: Callable[[dict[str, Any]], None] | None = None
+    #: the exec models' looping guard (anything with ``status(now) -> dict``)
+    looping: Any = None
+    #: False once the service stopped accepting (removed or replaced by a reload,
+    #: or the daemon is draining); its live connections still finish here
+    accepting: bool = True
 
     def __post_init__(self) -> None:
-        self.rules = AccessRules(self.config.limits.allow, self.config.limits.deny)
+        limits = self.config.limits
+        self.rules = AccessRules(limits.allow, limits.deny)
+        self.concurrency = ConcurrencyLimiter(limits.max_connections, limits.max_per_source)
+        self.rate: SourceRateLimiter | None = (
+            SourceRateLimiter(limits.rate_per_source, limits.rate_burst) if limits.rate_per_source else None
+        )
+        self.refusals = RefusalLog()
+        self.owner_pid = os.getpid()
 
     @classmethod
     def create(cls, config: ServiceConfig, service: Service | None, log: logging.Logger | None = None) -> ServiceRuntime:
@@ -80,66 +113,177 @@ class ServiceRuntime:
         )
         return cls(config=config, ctx=ctx, service=service)
 
-    # -- ConnectionHooks -------------------------------------------------------
+    @property
+    def per_source(self) -> dict[str, int]:
+        return self.concurrency.per_source
+
+    # -- admission ---------------------------------------------------------------
+    def check(self, host: str, now: float) -> str | None:
+        """Why a new connection from ``host`` is refused, or None to admit it.
+        Takes a rate token when it admits."""
+        if not self.rules.permits(host):
+            return "denied by access rules"
+        reason = self.concurrency.check(host)
+        if reason is not None:
+            return reason
+        if self.rate is not None:
+            wait = self.rate.acquire(host, now)
+            if wait:
+                return f"rate_per_source exceeded (next allowed in {wait:.2f}s)"
+        return None
+
+    def refuse(self, peer_text: str, host: str, reason: str, now: float) -> None:
+        """Count a refusal; log it only if it opens a new burst for this source."""
+        self.counters.refused += 1
+        if self.events is not None:
+            self.events({"ev": "refused"})
+        # the wait time varies per refusal: bursts are keyed by the reason's kind
+        kind = reason.split(" (", 1)[0]
+        previous = self.refusals.refused(host, kind, now)
+        if previous is not None:
+            more = f"; {previous} more refused in its previous burst" if previous else ""
+            self.ctx.log.warning("%s: refused %s: %s (logged once per burst%s)",
+                                 self.config.name, peer_text, reason, more)
+
     def admit(self, conn: ConnectionContext, pid: int | None = None) -> bool:
-        limits = self.config.limits
         host = conn.peer[0]
+        now = time.monotonic()
+        reason = self.check(host, now)
+        if reason is not None:
+            self.refuse(conn.peer_text, host, reason, now)
+            return False
+        self.counters.accepted += 1
+        self.live[id(conn)] = LiveConnection(conn.peer, now, pid, conn)
+        self.concurrency.acquire(host)
+        if self.events is not None:
+            self.events({"ev": "open", "id": id(conn), "peer": list(conn.peer), "pid": pid})
+        return True
+
+    def admit_datagram(self, conn: ConnectionContext) -> bool:
+        """Access rules and per-source rate for one UDP datagram (no concurrency)."""
+        host = conn.peer[0]
+        now = time.monotonic()
         reason = None
         if not self.rules.permits(host):
             reason = "denied by access rules"
-        elif limits.max_connections is not None and len(self.live) >= limits.max_connections:
-            reason = "max_connections reached"
-        elif limits.max_per_source is not None and self.per_source.get(host, 0) >= limits.max_per_source:
-            reason = "max_per_source reached"
+        elif self.rate is not None:
+            wait = self.rate.acquire(host, now)
+            if wait:
+                reason = f"rate_per_source exceeded (next allowed in {wait:.2f}s)"
         if reason is not None:
-            self.counters.refused += 1
-            self.ctx.log.warning("%s: refused %s: %s", self.config.name, conn.peer_text, reason)
+            self.refuse(conn.peer_text, host, reason, now)
             return False
         self.counters.accepted += 1
-        self.live[id(conn)] = LiveConnection(conn.peer, time.monotonic(), pid)
-        self.per_source[host] = self.per_source.get(host, 0) + 1
         return True
 
     def set_pid(self, conn: ConnectionContext, pid: int) -> None:
         live = self.live.get(id(conn))
         if live is not None:
             live.pid = pid
+        if self.events is not None:
+            self.events({"ev": "pid", "id": id(conn), "pid": pid})
+
+    def set_closer(self, conn: ConnectionContext, closer: Callable[[], None]) -> None:
+        live = self.live.get(id(conn))
+        if live is not None:
+            live.closer = closer
+
+    # -- the end of a connection -----------------------------------------------
+    def _release(self, conn: ConnectionContext) -> LiveConnection | None:
+        live = self.live.pop(id(conn), None)
+        if live is not None:
+            self.concurrency.release(conn.peer[0])
+        return live
 
     def finished(self, conn: ConnectionContext, outcome: str, *, log: bool = True) -> None:
-        live = self.live.pop(id(conn), None)
-        host = conn.peer[0]
-        left = self.per_source.get(host, 1) - 1
-        if left > 0:
-            self.per_source[host] = left
-        else:
-            self.per_source.pop(host, None)
+        live = self._release(conn)
         self.counters.bytes_in += conn.bytes_in
         self.counters.bytes_out += conn.bytes_out
-        if outcome not in ("ok", "timeout", "reset"):
+        if outcome not in CLEAN_OUTCOMES:
             self.counters.errors += 1
+        duration = time.monotonic() - live.started if live else 0.0
+        pid = live.pid if live and live.pid else os.getpid()
+        if self.events is not None:
+            self.events({"ev": "close", "id": id(conn), "in": conn.bytes_in, "out": conn.bytes_out,
+                         "outcome": outcome})
         if self.connection_log and log:
-            duration = time.monotonic() - live.started if live else 0.0
-            pid = live.pid if live and live.pid else os.getpid()
-            self.ctx.log.info(
-                "%s %s %s pid=%d %.3fs in=%d out=%d %s",
-                self.config.name, conn.peer_text, self.config.model, pid, duration,
-                conn.bytes_in, conn.bytes_out, outcome,
-                extra={"conn": {
-                    "service": self.config.name, "peer": conn.peer_text, "model": self.config.model,
-                    "pid": pid, "duration": round(duration, 6), "bytes_in": conn.bytes_in,
-                    "bytes_out": conn.bytes_out, "outcome": outcome,
-                }},
-            )
+            self._log_line(conn.peer_text, pid, duration, conn.bytes_in, conn.bytes_out, outcome)
 
+    def reaped(self, conn: ConnectionContext, outcome: str, *, log: bool) -> None:
+        """The fork worker reaped the child serving ``conn``.  The child itself
+        reported its bytes and wrote the log line, unless it died (``log``)."""
+        live = self._release(conn)
+        if self.events is not None:
+            self.events({"ev": "reap", "id": id(conn), "outcome": outcome})
+        if log:
+            if outcome not in CLEAN_OUTCOMES:
+                self.counters.errors += 1
+            if self.connection_log:
+                duration = time.monotonic() - live.started if live else 0.0
+                pid = live.pid if live and live.pid else 0
+                self._log_line(conn.peer_text, pid, duration, 0, 0, outcome)
+
+    def _log_line(self, peer: str, pid: int, duration: float, bytes_in: int, bytes_out: int, outcome: str) -> None:
+        self.ctx.log.info(
+            "%s %s %s pid=%d %.3fs in=%d out=%d %s",
+            self.config.name, peer, self.config.model, pid, duration, bytes_in, bytes_out, outcome,
+            extra={"conn": {
+                "service": self.config.name, "peer": peer, "model": self.config.model,
+                "pid": pid, "duration": round(duration, 6), "bytes_in": bytes_in,
+                "bytes_out": bytes_out, "outcome": outcome,
+            }},
+        )
+
+    # -- the daemon side of a worker's events ------------------------------------
+    def apply_event(self, worker: int, event: dict[str, Any]) -> None:
+        """Replay one event reported by worker process ``worker`` (see module doc)."""
+        kind = event.get("ev")
+        key = (worker, event.get("id"))
+        if kind == "open":
+            peer = event.get("peer") or ["", 0]
+            self.counters.accepted += 1
+            self.live[key] = LiveConnection((str(peer[0]), int(peer[1])), time.monotonic(), event.get("pid"))
+        elif kind == "pid":
+            live = self.live.get(key)
+            if live is not None:
+                live.pid = event.get("pid")
+        elif kind == "refused":
+            self.counters.refused += 1
+        elif kind == "close":
+            self.live.pop(key, None)
+            self.counters.bytes_in += int(event.get("in", 0))
+            self.counters.bytes_out += int(event.get("out", 0))
+            if event.get("outcome") not in CLEAN_OUTCOMES:
+                self.counters.errors += 1
+        elif kind == "reap":
+            # a child that reported its own close is already gone; one that
+            # died without doing so is an error
+            if self.live.pop(key, None) is not None and event.get("outcome") not in CLEAN_OUTCOMES:
+                self.counters.errors += 1
+
+    def forget_worker(self, worker: int) -> None:
+        """A worker exited: whatever it still had open is gone with it."""
+        for key in [k for k in self.live if isinstance(k, tuple) and k[0] == worker]:
+            del self.live[key]
+
+    # -- status ------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
+        connections = []
+        for c in self.live.values():
+            row: dict[str, Any] = {"peer": list(c.peer), "age": round(now - c.started, 3), "pid": c.pid}
+            if c.ctx is not None:
+                row["bytes_in"] = c.ctx.bytes_in
+                row["bytes_out"] = c.ctx.bytes_out
+            connections.append(row)
+        limits = self.config.limits
         return {
             "name": self.config.name,
             "proto": self.config.proto,
             "model": self.config.model,
+            "accepting": self.accepting,
             "counters": self.counters.as_dict(),
-            "connections": [
-                {"peer": list(c.peer), "age": round(now - c.started, 3), "pid": c.pid}
-                for c in self.live.values()
-            ],
+            "connections": connections,
+            "looping": self.looping.status(now) if self.looping is not None else None,
+            "limits": {k: (list(v) if isinstance(v, tuple) else v) for k, v in limits.__dict__.items()},
         }

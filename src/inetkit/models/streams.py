@@ -37,6 +37,7 @@ async def run_connection(conn: socket.socket, rt: ServiceRuntime) -> None:
     if not rt.admit(ctx):
         conn.close()
         return
+    rt.set_closer(ctx, lambda: _shutdown(conn))
     outcome = "ok"
     try:
         if service.handle_async is not None:
@@ -62,3 +63,11 @@ async def run_connection(conn: socket.socket, rt: ServiceRuntime) -> None:
         rt.ctx.log.error("%s: handler failed for %s: %r", rt.config.name, ctx.peer_text, exc)
     finally:
         rt.finished(ctx, outcome)
+
+
+def _shutdown(conn: socket.socket) -> None:
+    """End a connection whose handler outlived the drain grace period."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -42,6 +42,7 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
         if not rt.admit(ctx):
             conn.close()
             return
+        rt.set_closer(ctx, lambda: _shutdown(conn))
         outcome = "error"
         try:
             outcome = await loop.run_in_executor(pool, serve_one, conn, ctx)
@@ -53,3 +54,11 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
     finally:
         # running handlers finish on their own (idle timeouts bound them)
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _shutdown(conn: socket.socket) -> None:
+    """Wake a handler blocked in recv/send (the drain grace period is over)."""
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
