@@ -117,6 +117,15 @@ class LineFramer:
                 out.append(line)
         return out
 
+    def flush(self) -> bytes | None:
+        """At EOF: the unterminated last line, if any (seed peers may send one)."""
+        if self._discarding or not self._buf:
+            return None
+        line = bytes(self._buf)
+        self._buf.clear()
+        line = line[:-1] if line.endswith(b"\r") else line
+        return line if len(line) <= self.max_line else None
+
     def _start_discarding(self, out: list[bytes | TooLong]) -> None:
         out.append(TooLong(len(self._buf)))
         self._buf.clear()
