@@ -154,6 +154,15 @@ class Supervisor:
                         os.killpg(live.pid, signal.SIGTERM)
                     except OSError:
                         pass
+        # children just signalled are reaped by their handlers' pidfd watchers;
+        # give them a moment, then reap whatever a cancelled wait left behind
+        deadline = time.monotonic() + 2.0
+        while any(live.pid for b in self.services for live in b.runtime.live.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        from inetkit.models.forkexec import reap_orphans
+
+        await reap_orphans(grace=2.0)
+        for bound in self.services:
             if bound.runtime.service is not None:
                 try:
                     await bound.runtime.service.aclose()

@@ -31,6 +31,9 @@ from inetkit.models.accept import accept_loop
 from inetkit.models.runtime import ServiceRuntime
 from inetkit.services.base import ConnectionContext
 
+#: children whose waiter was cancelled (daemon stopping); reap_orphans() ends them
+ORPHANS: set[subprocess.Popen[bytes]] = set()
+
 #: a program that exits sooner than this counts as "failing at once"
 QUICK_EXIT = 1.0
 MAX_BACKOFF = 60.0
@@ -166,7 +169,11 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
             finally:
                 conn.close()  # the child has its own copy; ours must go so EOF works
             rt.set_pid(ctx, proc.pid)
-            code = await wait_exit(proc)
+            try:
+                code = await wait_exit(proc)
+            except asyncio.CancelledError:
+                ORPHANS.add(proc)
+                raise
             guard.record(started, time.monotonic(), code)
             if code != 0:
                 outcome = f"exit={code}"
@@ -214,6 +221,9 @@ async def _serve_wait(sock: socket.socket, rt: ServiceRuntime) -> None:
         rt.live[id(ctx)] = _live(proc.pid)
         try:
             code = await wait_exit(proc)
+        except asyncio.CancelledError:
+            ORPHANS.add(proc)  # the daemon is stopping: reaped by reap_orphans()
+            raise
         finally:
             rt.live.pop(id(ctx), None)
         guard.record(started, time.monotonic(), code)
@@ -226,8 +236,20 @@ def _live(pid: int):  # type: ignore[no-untyped-def]
     return LiveConnection(("", 0), time.monotonic(), pid)
 
 
-def terminate(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except OSError:
-        pass
+async def reap_orphans(grace: float) -> None:
+    """SIGTERM every orphaned child's process group, wait up to ``grace``,
+    SIGKILL the rest, and reap them all: no zombie outlives the daemon's stop."""
+    procs = [p for p in ORPHANS if p.poll() is None]
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ORPHANS.clear()
