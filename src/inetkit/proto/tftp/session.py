@@ -1,0 +1,542 @@
+"""Sans-IO TFTP transfer state machines, shared by the server and the client.
+
+A session never touches a socket or a clock.  The driver feeds it every
+datagram from the peer's TID with the current time and sends whatever it
+returns (to that TID); it calls ``on_timer(now)`` once ``now`` reaches
+``next_deadline()``.  Filtering datagrams from other TIDs (ERROR 5) is the
+driver's job, because only it sees addresses.
+
+``Sender`` sends a file (server RRQ, client WRQ); ``Receiver`` receives one
+(server WRQ, client RRQ).  The same classes serve both roles: a client
+session starts by sending its request and learns the settings from the
+reply (OACK, or plain DATA/ACK when the server ignores options, RFC 2347
+section 2: then RFC 1350 defaults apply); a server session starts with the
+OACK (or directly with DATA 1 / ACK 0) after ``options.negotiate``.
+
+Behaviour worth knowing:
+
+- **Block numbers** are 16 bits on the wire; internally blocks are counted
+  without bound and the wire number is ``index & 0xFFFF``, so after block
+  65535 comes block 0 (what curl, tftp-hpa and atftp expect).  Incoming block
+  numbers are interpreted relative to the expected one (a window of 32768
+  blocks back is "old", forward is "ahead").
+- **Retransmission**: RTT-adaptive (RFC 6298 estimator, Karn's rule: no
+  samples from retransmitted blocks), starting at the negotiated (RFC 2349)
+  or default timeout, doubling on each expiry.  A transfer fails when no
+  progress happened for ``give_up`` seconds or after ``max_retries``
+  consecutive expiries.
+- **No Sorcerer's Apprentice** (RFC 1123 section 4.2.3.1): a sender ignores
+  duplicate ACKs; it only retransmits when its timer expires.  A receiver
+  answers old (duplicate) DATA with its last ACK, at most once per quarter
+  RTO, so duplicates cannot multiply.
+- **Windows** (RFC 7440): the sender sends ``windowsize`` blocks, then waits.
+  An ACK for a block inside the window (the receiver saw a gap) makes it
+  resend from the first unacknowledged block only.  The receiver ACKs after
+  ``windowsize`` in-order blocks since its last ACK, on the final block,
+  and once per gap.
+- **Dally**: after the final ACK a server receiver keeps answering
+  retransmissions of the final DATA for ``dally`` seconds (its ACK may have
+  been lost); ``complete`` is true as soon as all data arrived.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from inetkit.errors import LocalProtocolError, RemoteProtocolError
+from inetkit.proto.tftp import packets as P
+from inetkit.proto.tftp.options import Settings, accept_oack
+
+_HH = struct.Struct("!HH")
+_DATA = P.DATA
+_ACK = P.ACK
+
+#: default floor and ceiling of the adaptive retransmission timeout
+MIN_RTO = 0.002
+MAX_RTO = 4.0
+
+
+class BlockSource(Protocol):
+    """Where a Sender's blocks come from (1-based block index)."""
+
+    def block(self, index: int) -> bytes:
+        """Payload of block ``index``; shorter than blksize means it is the last."""
+
+    def release(self, below: int) -> None:
+        """Blocks below ``below`` will never be asked for again."""
+
+
+class Abort(Exception):
+    """Raised by a sink or source to end the transfer with ERROR ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a transfer ended early.  ``remote``: the peer sent ERROR ``code``."""
+
+    code: int
+    message: str
+    remote: bool = False
+
+    def describe(self) -> str:
+        if self.remote:
+            return "peer sent ERROR: " + P.describe_error(self.code, self.message)
+        return self.message
+
+
+class _Session:
+    """Timers, RTT estimation and failure handling common to both directions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        now: float,
+        *,
+        request: bytes | None = None,
+        requested: dict[str, str] | None = None,
+        first: bytes | None = None,
+        min_rto: float = MIN_RTO,
+        max_rto: float = MAX_RTO,
+        max_retries: int = 50,
+        give_up: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self.blksize = settings.blksize
+        self.windowsize = settings.windowsize
+        #: the transfer size announced (tsize), when known
+        self.expected_size = settings.tsize
+        self.min_rto = min_rto
+        self.max_rto = max(max_rto, settings.timeout)
+        self.rto = settings.timeout
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.max_retries = max_retries
+        self.give_up = give_up if give_up is not None else max(5.0, 5 * settings.timeout)
+        self.retries = 0
+        self.retransmissions = 0
+        self.last_progress = now
+        self.deadline: float | None = None
+        #: True once every byte was transferred and acknowledged as required
+        self.complete = False
+        #: True once the session needs no more datagrams or timers
+        self.finished = False
+        self.failure: Failure | None = None
+        #: payload bytes moved so far
+        self.bytes = 0
+        self._request = request  # client: RRQ/WRQ to send until the server replies
+        self._requested = requested or {}
+        self._first = first  # server: OACK / ACK 0 to (re)send before the transfer proper
+        self._last_sent: list[bytes] = []
+
+    # -- the driver's interface -------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return None if self.finished else self.deadline
+
+    def abort(self, code: int, message: str) -> list[bytes]:
+        """End the transfer locally; returns the ERROR datagram to send."""
+        if self.finished:
+            return []
+        self._fail(Failure(code, message))
+        return [P.encode_error(code, message)]
+
+    def on_timer(self, now: float) -> list[bytes]:
+        if self.finished or self.deadline is None or now < self.deadline:
+            return []
+        return self._expired(now)
+
+    # -- shared helpers ------------------------------------------------------------------
+    def _fail(self, failure: Failure) -> None:
+        self.failure = failure
+        self.finished = True
+        self.deadline = None
+
+    def _sample(self, rtt: float) -> None:
+        """RFC 6298 section 2 estimator, floored at ``min_rto``."""
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        rto = self.srtt + max(0.001, 4 * self.rttvar)
+        self.rto = min(self.max_rto, max(self.min_rto, rto))
+
+    def _backoff(self, now: float) -> bool:
+        """One more expiry: False when the transfer must give up."""
+        self.retries += 1
+        self.retransmissions += 1
+        if self.retries > self.max_retries or now - self.last_progress >= self.give_up:
+            return False
+        self.rto = min(self.max_rto, self.rto * 2)
+        return True
+
+    def _timed_out(self) -> list[bytes]:
+        msg = f"timed out after {self.retries - 1} retransmissions"
+        self._fail(Failure(P.ERR_UNDEFINED, msg))
+        return [P.encode_error(P.ERR_UNDEFINED, "transfer timed out")]
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> list[bytes]:
+        code = exc.code if exc.code is not None else P.ERR_ILLEGAL
+        return self.abort(code, str(exc))
+
+    def _remote_error(self, packet: P.Error) -> list[bytes]:
+        self._fail(Failure(packet.code, packet.message, remote=True))
+        return []
+
+    def _configure(self, settings: Settings) -> None:
+        self.settings = settings
+        self.blksize = settings.blksize
+        self.windowsize = settings.windowsize
+        self.expected_size = settings.tsize
+
+    def _accept_reply_options(self, packet: P.OAck) -> Settings:
+        return accept_oack(self._requested, packet.options, default_timeout=self.settings.timeout)
+
+    def _defaults(self) -> Settings:
+        """The server ignored our options: RFC 1350 settings, our timeout."""
+        return Settings(timeout=self.settings.timeout)
+
+
+class Sender(_Session):
+    """Sends the blocks of ``source``.
+
+    Server: ``Sender(source, settings, now, first=OACK-or-None)``.
+    Client: ``Sender(source, settings, now, request=WRQ, requested=options)``;
+    ``settings`` then only supplies the timeout until the server answers.
+    """
+
+    def __init__(self, source: BlockSource, settings: Settings, now: float, **kwargs: object) -> None:
+        super().__init__(settings, now, **kwargs)  # type: ignore[arg-type]
+        self._block = source.block
+        self._release = source.release
+        #: first block not yet acknowledged
+        self.base = 1
+        #: highest block sent so far (0: none)
+        self.sent_max = 0
+        #: index of the last block, once a short block was read
+        self.last_index: int | None = None
+        self._cache: dict[int, bytes] = {}
+        self._probe = 0  # block whose ACK gives an RTT sample (0: none)
+        self._probe_at = 0.0
+        self._started = False  # DATA phase begun
+
+    def start(self, now: float) -> list[bytes]:
+        if self._request is not None:
+            out = [self._request]
+        elif self._first is not None:
+            out = [self._first]
+        else:
+            self._started = True
+            return self._send_window(now)
+        self._last_sent = out
+        self.deadline = now + self.rto
+        return out
+
+    def _payload(self, index: int) -> bytes:
+        payload = self._cache.get(index)
+        if payload is None:
+            payload = self._block(index)
+            if len(payload) < self.blksize:
+                self.last_index = index
+            elif len(payload) > self.blksize:
+                raise LocalProtocolError(f"block source gave {len(payload)} bytes for blksize {self.blksize}")
+            if self.windowsize > 1:
+                self._cache[index] = payload
+        return payload
+
+    def _send_window(self, now: float) -> list[bytes]:
+        """Send blocks base .. base+windowsize-1 (stopping after the last)."""
+        out = []
+        index = self.base
+        stop = self.base + self.windowsize
+        pack = _HH.pack
+        try:
+            while index < stop:
+                payload = self._payload(index)
+                out.append(pack(_DATA, index & 0xFFFF) + payload)
+                if index == self.last_index:
+                    index += 1
+                    break
+                index += 1
+        except Abort as exc:
+            return self.abort(exc.code, exc.message)
+        except OSError as exc:
+            return self.abort(P.ERR_UNDEFINED, f"read error: {exc.strerror or exc}")
+        last = index - 1
+        if last > self.sent_max:
+            if self.base > self.sent_max:  # an all-new window: its last block is a clean RTT probe
+                self._probe, self._probe_at = last, now
+            self.sent_max = last
+        self.deadline = now + self.rto
+        return out
+
+    def _expired(self, now: float) -> list[bytes]:
+        if not self._backoff(now):
+            return self._timed_out()
+        self._probe = 0  # Karn: no sample from a retransmitted window
+        if not self._started:
+            self.deadline = now + self.rto
+            return self._last_sent
+        return self._send_window(now)
+
+    def receive(self, data: bytes, now: float) -> list[bytes]:
+        if self.finished:
+            return []
+        # fast path: an ACK during the transfer proper
+        if self._started and len(data) == 4 and data[0] == 0 and data[1] == _ACK:
+            return self._ack((data[2] << 8) | data[3], now)
+        try:
+            packet = P.decode(data)
+        except RemoteProtocolError as exc:
+            return self._protocol_error(exc)
+        if isinstance(packet, P.Error):
+            return self._remote_error(packet)
+        if self._started:
+            if isinstance(packet, P.OAck) and self._request is not None:
+                return []  # a duplicate OACK (our DATA 1 crossed it): harmless
+            if isinstance(packet, P.Request):
+                return []  # a retransmitted request that reached us: ignore
+            return self.abort(P.ERR_ILLEGAL, f"unexpected {P.OPCODE_NAMES.get(data[1], 'packet')} while sending")
+        # before the DATA phase
+        if self._request is not None:  # client waiting for the reply to WRQ
+            if isinstance(packet, P.OAck):
+                try:
+                    self._configure(self._accept_reply_options(packet))
+                except RemoteProtocolError as exc:
+                    return self._protocol_error(exc)
+            elif isinstance(packet, P.Ack) and packet.block == 0:
+                self._configure(self._defaults())
+            else:
+                return []
+            if self.retries == 0:  # Karn: only a reply to the first transmission is a sample
+                self._sample(now - self.last_progress)
+            self._begin(now)
+            return self._send_window(now)
+        # server waiting for ACK 0 of its OACK
+        if isinstance(packet, P.Ack):
+            if packet.block != 0:
+                return []
+            if self.retries == 0:
+                self._sample(now - self.last_progress)
+            self._begin(now)
+            return self._send_window(now)
+        if isinstance(packet, P.Request):
+            return []
+        return self.abort(P.ERR_ILLEGAL, f"expected ACK 0, got {type(packet).__name__}")
+
+    def _begin(self, now: float) -> None:
+        self._started = True
+        self.retries = 0
+        self.last_progress = now
+
+    def _ack(self, wire: int, now: float) -> list[bytes]:
+        acked_before = self.base - 1
+        delta = (wire - acked_before) & 0xFFFF
+        if delta == 0 or delta > self.sent_max - acked_before:
+            return []  # duplicate or out-of-window ACK: never answer it (Sorcerer's Apprentice)
+        acked = acked_before + delta
+        if self._probe and acked >= self._probe:
+            self._sample(now - self._probe_at)
+            self._probe = 0
+        self.bytes += self._acked_bytes(acked_before + 1, acked)
+        self.base = acked + 1
+        self.retries = 0
+        self.last_progress = now
+        if self._cache:
+            for i in range(acked_before + 1, acked + 1):
+                self._cache.pop(i, None)
+        self._release(self.base)
+        if acked == self.last_index:
+            self.complete = True
+            self.finished = True
+            self.deadline = None
+            return []
+        return self._send_window(now)
+
+    def _acked_bytes(self, first: int, last: int) -> int:
+        count = last - first + 1
+        if self.last_index is not None and last == self.last_index:
+            return (count - 1) * self.blksize + self._last_len
+        return count * self.blksize
+
+    @property
+    def _last_len(self) -> int:
+        assert self.last_index is not None
+        payload = self._cache.get(self.last_index)
+        if payload is None:
+            payload = self._block(self.last_index)
+        return len(payload)
+
+
+class Receiver(_Session):
+    """Receives blocks into ``sink`` (a callable taking each payload in order).
+
+    Server: ``Receiver(sink, settings, now, first=OACK or ACK 0, dally=...)``.
+    Client: ``Receiver(sink, settings, now, request=RRQ, requested=options)``.
+    """
+
+    def __init__(self, sink: Callable[[bytes], object], settings: Settings, now: float, *, dally: float = 0.0, **kwargs: object) -> None:
+        super().__init__(settings, now, **kwargs)  # type: ignore[arg-type]
+        self._sink = sink
+        self.dally = dally
+        #: next block expected (1-based, unbounded)
+        self.next = 1
+        self._since_ack = 0
+        self._gap_acked = False
+        self._last_ack = P.encode_ack(0)
+        self._last_ack_at = now
+        self._ack_fresh = False  # last ACK was sent once only (RTT sample allowed)
+        self._started = False  # a DATA phase began (client: the server replied)
+        self._dallying = False
+
+    def start(self, now: float) -> list[bytes]:
+        if self._request is not None:
+            out = [self._request]
+        else:
+            out = [self._first if self._first is not None else P.encode_ack(0)]
+            self._started = True
+            self._last_ack = out[0]
+            self._ack_fresh = True
+        self._last_ack_at = now
+        self.deadline = now + self.rto
+        return out
+
+    def _send_ack(self, index: int, now: float) -> list[bytes]:
+        ack = _HH.pack(_ACK, index & 0xFFFF)
+        self._last_ack = ack
+        self._last_ack_at = now
+        self._ack_fresh = True
+        self._since_ack = 0
+        return [ack]
+
+    def _expired(self, now: float) -> list[bytes]:
+        if self._dallying:
+            self.finished = True
+            self.deadline = None
+            return []
+        if not self._backoff(now):
+            return self._timed_out()
+        self.deadline = now + self.rto
+        if not self._started:
+            return [self._request] if self._request is not None else []
+        out = self._reack(now)
+        self._ack_fresh = False
+        return out
+
+    def _reack(self, now: float) -> list[bytes]:
+        """Acknowledge everything received in order so far (the sender realigns
+        its window on it); before DATA 1 that is the OACK or ACK 0 again."""
+        if self.next == 1:
+            ack = self._last_ack
+        else:
+            ack = _HH.pack(_ACK, (self.next - 1) & 0xFFFF)
+            self._last_ack = ack
+        self._last_ack_at = now
+        self._since_ack = 0
+        return [ack]
+
+    def receive(self, data: bytes, now: float) -> list[bytes]:
+        if self.finished:
+            return []
+        if self._started and len(data) >= 4 and data[0] == 0 and data[1] == _DATA:
+            return self._data((data[2] << 8) | data[3], data[4:], now)
+        try:
+            packet = P.decode(data)
+        except RemoteProtocolError as exc:
+            if self._dallying:
+                return []
+            return self._protocol_error(exc)
+        if isinstance(packet, P.Error):
+            if self._dallying:
+                self.finished = True
+                self.deadline = None
+                return []
+            return self._remote_error(packet)
+        if isinstance(packet, P.Request):
+            return []
+        if isinstance(packet, P.OAck) and self._request is not None:
+            if not self._started:
+                try:
+                    self._configure(self._accept_reply_options(packet))
+                except RemoteProtocolError as exc:
+                    return self._protocol_error(exc)
+                if self.retries == 0:
+                    self._sample(now - self._last_ack_at)
+                self._started = True
+                self.retries = 0
+                self.last_progress = now
+                self.deadline = now + self.rto
+                return self._send_ack(0, now)
+            if self.next == 1:
+                return self._reack(now)  # our ACK 0 was lost: the server resent its OACK
+            return []
+        if isinstance(packet, P.Data) and not self._started:
+            if packet.block != 1:
+                return []
+            self._configure(self._defaults())  # server ignored our options (RFC 2347)
+            self._started = True
+            return self._data(1, packet.payload, now)
+        if self._dallying:
+            return []
+        return self.abort(P.ERR_ILLEGAL, f"unexpected {type(packet).__name__} while receiving")
+
+    def _data(self, wire: int, payload: bytes, now: float) -> list[bytes]:
+        expected = self.next
+        delta = (wire - expected) & 0xFFFF
+        if delta == 0:
+            if self._dallying:
+                return []
+            if len(payload) > self.blksize:
+                return self.abort(P.ERR_ILLEGAL, f"DATA block of {len(payload)} bytes exceeds blksize {self.blksize}")
+            if self._ack_fresh and self._since_ack == 0 and self.retries == 0:
+                self._sample(now - self._last_ack_at)
+                self._ack_fresh = False
+            try:
+                self._sink(payload)
+            except Abort as exc:
+                return self.abort(exc.code, exc.message)
+            except OSError as exc:
+                code = P.ERR_DISK_FULL if exc.errno == 28 else P.ERR_UNDEFINED
+                return self.abort(code, f"write error: {exc.strerror or exc}")
+            self.bytes += len(payload)
+            self.next = expected + 1
+            self.retries = 0
+            self.last_progress = now
+            self._gap_acked = False
+            if len(payload) < self.blksize:
+                self.complete = True
+                out = self._send_ack(expected, now)
+                if self.dally > 0:
+                    self._dallying = True
+                    self.deadline = now + self.dally
+                else:
+                    self.finished = True
+                    self.deadline = None
+                return out
+            self._since_ack += 1
+            self.deadline = now + self.rto
+            if self._since_ack >= self.windowsize:
+                return self._send_ack(expected, now)
+            return []
+        if delta >= 0x8000:
+            # an old block: the sender missed our ACK (or the network duplicated it)
+            if now - self._last_ack_at >= self.rto / 4 or self._dallying:
+                self._ack_fresh = False
+                return self._reack(now)
+            return []
+        if self._dallying:
+            return []
+        # a block ahead of the expected one: something was lost; ask once from the gap
+        if not self._gap_acked:
+            self._gap_acked = True
+            out = self._send_ack(expected - 1, now)
+            self._ack_fresh = False
+            return out
+        return []
