@@ -1,0 +1,397 @@
+"""Blocking client of the ``files`` service (protocol FX1, docs/filexfer.md).
+
+``list_files``, ``download`` and ``upload`` drive ``ClientTransfer`` (the
+sans-IO core) over one TCP connection each.  Bodies never pass through Python
+objects per chunk: downloads ``recv_into`` a few reusable 1 MiB buffers and
+write them with ``os.write`` while a second thread hashes the buffers already
+written (hashlib releases the GIL), uploads go by ``socket.sendfile``.
+
+Every failure raises ``TransferError`` with a message fit for a user; the
+server's own ``ERR`` lines arrive as ``TransferError`` whose ``status`` is the
+server's code.  A download is written to ``OUT.part`` and renamed to ``OUT``
+only after its SHA-256 matched; ``resume=True`` continues an existing
+``OUT.part`` (the digest still covers the whole file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import socket
+import stat
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+from inetkit.errors import LocalProtocolError
+from inetkit.proto.filexfer import (
+    MAX_LINE,
+    ClientTransfer,
+    Entry,
+    FileHeader,
+    FilexferError,
+    GetRequest,
+    LineBuffer,
+    ListRequest,
+    PutRequest,
+    Ready,
+    State,
+)
+
+BUFFER = 1 << 20
+#: buffers in flight between the receiving and the hashing thread
+RING = 4
+DEFAULT_TIMEOUT = 30.0
+
+Progress = Callable[[int, int], None]  # (bytes done so far, total bytes)
+
+
+class TransferError(Exception):
+    """A transfer failed; ``str()`` is the user-facing message.
+
+    ``status`` is the server's FX1 code when it refused, else None; ``kind``
+    is one of ``refused`` (server ERR), ``unreachable``, ``timeout``,
+    ``protocol``, ``integrity``, ``local``.
+    """
+
+    def __init__(self, message: str, kind: str, status: int | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        super().__init__(message)
+
+
+@dataclass
+class Result:
+    name: str
+    size: int
+    digest: str
+    #: where the transfer (re)started; bytes moved this time = size - offset
+    offset: int
+    seconds: float
+
+
+# -- plumbing ----------------------------------------------------------------------
+
+
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    try:
+        return socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        raise TransferError(f"timed out connecting to {host} port {port}", "timeout") from None
+    except OSError as exc:
+        raise TransferError(f"cannot connect to {host} port {port}: {exc.strerror or exc}", "unreachable") from None
+
+
+def _wrap(exc: BaseException, what: str) -> TransferError:
+    if isinstance(exc, TransferError):
+        return exc
+    if isinstance(exc, FilexferError):
+        if exc.remote:
+            return TransferError(f"server refused {what}: {exc.status} {exc.reason}", "refused", exc.status)
+        return TransferError(f"protocol error during {what}: {exc.reason}", "protocol", exc.status)
+    if isinstance(exc, LocalProtocolError):
+        return TransferError(f"{what}: {exc}", "local")
+    if isinstance(exc, TimeoutError):
+        return TransferError(f"{what}: the server stopped responding (timeout)", "timeout")
+    if isinstance(exc, ConnectionError):
+        return TransferError(f"{what}: connection lost ({exc.strerror or type(exc).__name__})", "protocol")
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return TransferError(f"{what}: {exc.strerror or exc}{where}", "local")
+    raise exc
+
+
+class _Conn:
+    """One connection's header reading: lines through a bounded LineBuffer,
+    with the bytes after the last line kept for the body."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lines = LineBuffer(MAX_LINE)
+        self.scratch = bytearray(MAX_LINE)
+
+    def read_line(self) -> bytes:
+        while True:
+            line = self.lines.feed()
+            if line is not None:
+                return line
+            n = self.sock.recv_into(self.scratch)
+            if n == 0:
+                raise ConnectionResetError(0, "the server closed the connection")
+            line = self.lines.feed(memoryview(self.scratch)[:n])
+            if line is not None:
+                return line
+
+
+# -- LIST --------------------------------------------------------------------------
+
+
+def list_files(host: str, port: int, *, timeout: float = DEFAULT_TIMEOUT) -> list[Entry]:
+    core = ClientTransfer(ListRequest())
+    with _connect(host, port, timeout) as sock:
+        try:
+            sock.sendall(core.start())
+            conn = _Conn(sock)
+            core.handle_line(conn.read_line())
+            entries: list[Entry] = []
+            while core.state is State.ENTRIES:
+                entry = core.handle_line(conn.read_line())
+                assert isinstance(entry, Entry)
+                entries.append(entry)
+            return entries
+        except Exception as exc:
+            raise _wrap(exc, "list") from None
+
+
+# -- GET ---------------------------------------------------------------------------
+
+
+class _Hasher:
+    """Hash buffers in order on a helper thread while the caller keeps
+    receiving into the others: a ring of ``RING`` reusable buffers."""
+
+    def __init__(self, digest: "hashlib._Hash") -> None:
+        self.digest = digest
+        self.buffers = [bytearray(BUFFER) for _ in range(RING)]
+        self.free: queue.Queue[int] = queue.Queue()
+        for i in range(RING):
+            self.free.put(i)
+        self.work: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="inetkit-sha256", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.work.get()
+            if item is None:
+                return
+            index, length = item
+            self.digest.update(memoryview(self.buffers[index])[:length])
+            self.free.put(index)
+
+    def take(self) -> tuple[int, memoryview]:
+        index = self.free.get()
+        return index, memoryview(self.buffers[index])
+
+    def submit(self, index: int, length: int) -> None:
+        self.work.put((index, length))
+
+    def finish(self) -> str:
+        self.work.put(None)
+        self.thread.join()
+        return self.digest.hexdigest()
+
+
+def download(
+    host: str,
+    port: int,
+    name: str,
+    output: str,
+    *,
+    resume: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
+) -> Result:
+    """Fetch ``name`` into ``output`` (``-``: standard output), verified.
+
+    The body goes to ``output + ".part"``, renamed to ``output`` once the
+    SHA-256 over the whole file matches the server's; on a mismatch the part
+    file is deleted.  With ``resume`` an existing part file is continued.
+    """
+    started = time.monotonic()
+    to_stdout = output == "-"
+    part = None if to_stdout else output + ".part"
+    offset = 0
+    if part is not None and resume:
+        try:
+            offset = os.stat(part).st_size
+        except FileNotFoundError:
+            offset = 0
+    if to_stdout:
+        out_fd = sys.stdout.buffer.fileno()
+        sys.stdout.flush()
+    else:
+        assert part is not None
+        try:
+            out_fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (0 if resume else os.O_TRUNC), 0o644)
+        except OSError as exc:
+            raise _wrap(exc, "download") from None
+    try:
+        with _connect(host, port, timeout) as sock:
+            header = _download_on(sock, name, out_fd, offset, progress, to_stdout)
+        if part is not None:
+            os.close(out_fd)
+            out_fd = -1
+            os.replace(part, output)
+        return Result(name, header.size, header.digest, offset, time.monotonic() - started)
+    except Exception as exc:
+        error = _wrap(exc, "download")
+        if error.kind == "integrity" and part is not None:
+            # never keep bytes that failed verification, not even as a part file
+            try:
+                os.unlink(part)
+            except FileNotFoundError:
+                pass
+        raise error from None
+    finally:
+        if part is not None and out_fd >= 0:
+            os.close(out_fd)
+
+
+def _download_on(sock: socket.socket, name: str, out_fd: int, offset: int, progress: Progress | None,
+                 to_stdout: bool) -> FileHeader:
+    core = ClientTransfer(GetRequest(name, offset))
+    sock.sendall(core.start())
+    conn = _Conn(sock)
+    try:
+        header = core.handle_line(conn.read_line())
+    except FilexferError as exc:
+        if exc.remote and exc.status == 416 and offset:
+            raise TransferError(f"cannot resume: the local part file ({offset} bytes) is longer than "
+                                f"the server's file; delete it and retry", "refused", 416) from None
+        raise
+    assert isinstance(header, FileHeader)
+    digest = hashlib.sha256()
+    if offset:
+        # resuming: the digest covers the bytes we already hold
+        digest = _hash_prefix(out_fd, offset)
+        os.lseek(out_fd, offset, os.SEEK_SET)
+    elif not to_stdout:
+        os.ftruncate(out_fd, 0)
+    hasher = _Hasher(digest)
+    done = offset
+    try:
+        early = conn.lines.take_rest()
+        if early:
+            early = early[: core.body_remaining]
+            _write_all(out_fd, memoryview(early))
+            index, view = hasher.take()
+            view[: len(early)] = early
+            hasher.submit(index, len(early))
+            core.body_received(len(early))
+            done += len(early)
+        while core.state is State.BODY:
+            index, view = hasher.take()
+            filled = 0
+            want = min(len(view), core.body_remaining)
+            while filled < want:
+                n = sock.recv_into(view[filled:want])
+                if n == 0:
+                    break
+                filled += n
+            if filled:
+                _write_all(out_fd, view[:filled])
+                hasher.submit(index, filled)
+                core.body_received(filled)
+                done += filled
+                if progress is not None:
+                    progress(done, header.size)
+            else:
+                hasher.free.put(index)
+            if filled < want:
+                core.body_eof()  # raises: short body
+    finally:
+        got = hasher.finish()
+    if got != header.digest:
+        raise TransferError(f"SHA-256 mismatch: server announced {header.digest}, received data hashes to {got}; "
+                            "nothing kept", "integrity")
+    if progress is not None and header.size == offset:
+        progress(done, header.size)
+    return header
+
+
+def _hash_prefix(fd: int, length: int) -> "hashlib._Hash":
+    digest = hashlib.sha256()
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    pos = 0
+    while pos < length:
+        n = os.preadv(fd, [view[: min(BUFFER, length - pos)]], pos)
+        if n == 0:
+            raise TransferError("the local part file shrank while resuming", "local")
+        digest.update(view[:n])
+        pos += n
+    return digest
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+# -- PUT ---------------------------------------------------------------------------
+
+
+def sha256_file(file: BinaryIO) -> str:
+    file.seek(0)
+    return hashlib.file_digest(file, "sha256").hexdigest()  # type: ignore[arg-type]
+
+
+def upload(
+    host: str,
+    port: int,
+    source: str,
+    name: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
+) -> Result:
+    """Send ``source`` (``-``: standard input) as ``name``, verified by the server.
+
+    FX1 announces size and SHA-256 before the bytes, so standard input is
+    first spooled to a temporary file.  When the server already holds part of
+    this exact upload (same name, size and digest) it answers READY with an
+    offset and only the rest is sent.
+    """
+    started = time.monotonic()
+    try:
+        if source == "-":
+            file: BinaryIO = tempfile.TemporaryFile(prefix="inetkit-send-")
+            digest = hashlib.sha256()
+            stdin = sys.stdin.buffer
+            while chunk := stdin.read(BUFFER):
+                digest.update(chunk)
+                file.write(chunk)
+            file.flush()
+            hexdigest = digest.hexdigest()
+        else:
+            file = open(source, "rb")
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                file.close()
+                raise TransferError(f"{source} is not a regular file", "local")
+            hexdigest = sha256_file(file)
+    except OSError as exc:
+        raise _wrap(exc, "upload") from None
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        try:
+            core = ClientTransfer(PutRequest(name, size, hexdigest))
+        except Exception as exc:
+            raise TransferError(f"cannot upload as {name!r}: {exc}", "local") from None
+        try:
+            with _connect(host, port, timeout) as sock:
+                sock.sendall(core.start())
+                conn = _Conn(sock)
+                ready = core.handle_line(conn.read_line())
+                assert isinstance(ready, Ready)
+                if progress is not None:
+                    progress(ready.offset, size)
+                pos = ready.offset
+                while core.state is State.BODY:
+                    count = min(core.body_remaining, 64 << 20)
+                    sent = sock.sendfile(file, pos, count)
+                    if sent == 0:
+                        raise TransferError("the local file shrank during the upload", "local")
+                    core.body_sent(sent)
+                    pos += sent
+                    if progress is not None:
+                        progress(pos, size)
+                core.handle_line(conn.read_line())
+        except Exception as exc:
+            raise _wrap(exc, "upload") from None
+    return Result(name, size, hexdigest, ready.offset, time.monotonic() - started)

@@ -1,0 +1,363 @@
+"""``files``: inetkit's verified, resumable file transfer (protocol FX1, docs/filexfer.md).
+
+Policy on top of the sans-IO core ``inetkit.proto.filexfer``:
+
+- **Root confinement**: every name resolves (symlinks included) inside
+  ``root``; ``..``, absolute names and symlinks that lead out are refused (403).
+- **Downloads** go by ``os.sendfile`` from the page cache (zero-copy); the
+  ``FILE`` header carries the size and SHA-256 first (digests are cached per
+  file identity, so only the first download of a file pays for hashing).
+- **Uploads** are off unless ``allow_upload``; overwriting is off unless
+  ``allow_overwrite``; ``max_size`` caps a file; the free space (statvfs) must
+  hold the rest of the file plus ``min_free`` before ``READY`` is sent.  Bytes
+  go by ``recv_into`` one reusable buffer straight into a *partial* file under
+  ``ROOT/.inetkit-partial/`` (never listed, never served), keyed by name, size
+  and digest so that the same upload resumes where it stopped.  Only when the
+  whole file is there and its SHA-256 matches is it renamed (atomically) to
+  its name; a mismatch deletes it, a disconnect leaves the resumable partial.
+
+All models run the same handler coroutine (``inetkit.io.zerocopy``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import socket
+import stat
+import threading
+from typing import Any, ClassVar
+
+from inetkit.io.zerocopy import AsyncChannel, BlockingChannel, run_blocking
+from inetkit.proto.filexfer import (
+    MAX_LINE,
+    RESERVED,
+    Entry,
+    FilexferError,
+    GetRequest,
+    LineBuffer,
+    ListRequest,
+    PutRequest,
+    ServerTransfer,
+    Status,
+    name_problem,
+)
+from inetkit.services.base import ConnectionContext, Service
+from inetkit.services.options import Option, non_negative, positive
+
+#: read size when hashing a file
+HASH_CHUNK = 1 << 20
+#: how many file digests the cache remembers
+DIGEST_CACHE = 1024
+
+
+def default_root() -> str:
+    """``$XDG_DATA_HOME/inetkit/files``, else ``~/.local/share/inetkit/files``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "inetkit", "files")
+
+
+def sha256_fd(fd: int, length: int | None = None) -> str:
+    """SHA-256 of the first ``length`` bytes (default: all) of ``fd``, read with
+    ``pread`` into one reused buffer (the file offset is left alone)."""
+    digest = hashlib.sha256()
+    buf = bytearray(HASH_CHUNK)
+    view = memoryview(buf)
+    offset = 0
+    while length is None or offset < length:
+        want = HASH_CHUNK if length is None else min(HASH_CHUNK, length - offset)
+        n = os.preadv(fd, [view[:want]], offset)
+        if n == 0:
+            break
+        digest.update(view[:n])
+        offset += n
+    return digest.hexdigest()
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class FilesService(Service):
+    name = "files"
+    summary = "verified, resumable file transfer (LIST/GET/PUT, sendfile, SHA-256)"
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "root": Option(str, "", help="directory served (created on start); empty: $XDG_DATA_HOME/inetkit/files"),
+        "allow_upload": Option(bool, False, help="accept PUT"),
+        "allow_overwrite": Option(bool, False, help="let an upload replace an existing file"),
+        "max_size": Option(int, 64 << 30, help="largest file an upload may announce (bytes)", check=non_negative),
+        "min_free": Option(int, 16 << 20, help="free space (bytes) an upload must leave on the file system", check=non_negative),
+        "max_entries": Option(int, 10_000, help="most entries one LIST returns", check=positive),
+        "buffer_size": Option(int, 1 << 20, help="upload receive buffer (bytes)", check=positive),
+        "fsync": Option(bool, False, help="fsync an upload before renaming it into place"),
+    }
+
+    def __init__(self, options: Any = None, where: str = "options") -> None:
+        super().__init__(options, where)
+        root = self.options.root or default_root()
+        os.makedirs(root, exist_ok=True)
+        self.root = os.path.realpath(root)
+        self.partial_dir = os.path.join(self.root, RESERVED)
+        self._digests: dict[tuple[int, ...], str] = {}
+        self._digest_lock = threading.Lock()
+
+    # -- models --------------------------------------------------------------
+    async def handle_async(self, reader: Any, writer: Any, ctx: ConnectionContext) -> None:
+        channel = AsyncChannel(reader, writer, ctx.service.idle_timeout)
+        try:
+            await self.serve(channel, ctx)
+        finally:
+            channel.close()
+
+    def handle_blocking(self, sock: socket.socket, ctx: ConnectionContext) -> None:
+        run_blocking(self.serve(BlockingChannel(sock, ctx.service.idle_timeout), ctx))
+
+    # -- one connection ---------------------------------------------------------
+    async def serve(self, ch: Any, ctx: ConnectionContext) -> None:
+        core = ServerTransfer()
+        lines = LineBuffer(MAX_LINE)
+        small = bytearray(MAX_LINE)
+        try:
+            line = None
+            while line is None:
+                n = await ch.recv_into(small)
+                if n == 0:
+                    return  # closed before asking anything
+                ctx.bytes_in += n
+                line = lines.feed(memoryview(small)[:n])
+            request = core.handle_line(line)
+        except FilexferError as exc:
+            ctx.log.info("%s: bad request from %s: %s", ctx.service.name, ctx.peer_text, exc)
+            await ch.sendall(core.error(exc.status, exc.reason))
+            return
+        try:
+            if isinstance(request, ListRequest):
+                await self._list(ch, core, ctx)
+            elif isinstance(request, GetRequest):
+                await self._get(ch, core, request, ctx)
+            else:
+                await self._put(ch, core, request, lines.take_rest(), ctx)
+        except FilexferError as exc:
+            ctx.log.info("%s: %s refused for %s: %s", ctx.service.name, type(request).__name__, ctx.peer_text, exc)
+            await ch.sendall(core.error(exc.status, exc.reason))
+
+    # -- paths ------------------------------------------------------------------
+    def _inside(self, real: str) -> bool:
+        return real == self.root or real.startswith(self.root + os.sep)
+
+    def resolve(self, name: str) -> str:
+        """The real path of ``name`` under the root, or FilexferError (403)."""
+        problem = name_problem(name)
+        if problem:
+            raise FilexferError(Status.FORBIDDEN, problem)
+        real = os.path.realpath(os.path.join(self.root, name))
+        if not self._inside(real) or real == self.root:
+            raise FilexferError(Status.FORBIDDEN, "name leads outside the root")
+        if real == self.partial_dir or real.startswith(self.partial_dir + os.sep):
+            raise FilexferError(Status.FORBIDDEN, f"{RESERVED!r} is reserved")
+        return real
+
+    # -- LIST ---------------------------------------------------------------------
+    def list_entries(self) -> list[Entry]:
+        """Regular files under the root (symlinks followed only while they stay
+        inside), sorted by name, at most ``max_entries``."""
+        entries: list[Entry] = []
+        limit = self.options.max_entries
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            dirnames[:] = sorted(d for d in dirnames if not (rel_dir == "." and d == RESERVED))
+            for filename in sorted(filenames):
+                rel = filename if rel_dir == "." else f"{rel_dir}/{filename}"
+                if name_problem(rel):
+                    continue
+                path = os.path.join(dirpath, filename)
+                real = os.path.realpath(path)
+                if not self._inside(real):
+                    continue
+                try:
+                    st = os.stat(real)
+                except OSError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    entries.append(Entry(st.st_size, rel))
+                    if len(entries) >= limit:
+                        return entries
+        return entries
+
+    async def _list(self, ch: Any, core: ServerTransfer, ctx: ConnectionContext) -> None:
+        entries = await ch.offload(self.list_entries)
+        out = bytearray(core.listing(len(entries)))
+        for entry in entries:
+            out += core.entry(entry)
+            if len(out) >= 65536:
+                await ch.sendall(out)
+                ctx.bytes_out += len(out)
+                out.clear()
+        await ch.sendall(out)
+        ctx.bytes_out += len(out)
+
+    # -- GET ---------------------------------------------------------------------
+    def digest_of(self, fd: int, st: os.stat_result) -> str:
+        """SHA-256 of an open file, cached by (device, inode, size, mtime, ctime)."""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        with self._digest_lock:
+            cached = self._digests.get(key)
+        if cached is not None:
+            return cached
+        digest = sha256_fd(fd, st.st_size)
+        with self._digest_lock:
+            if len(self._digests) >= DIGEST_CACHE:
+                self._digests.pop(next(iter(self._digests)))
+            self._digests[key] = digest
+        return digest
+
+    def _open_for_read(self, name: str) -> tuple[int, os.stat_result]:
+        real = self.resolve(name)
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise FilexferError(Status.NOT_FOUND, "no such file") from None
+        except PermissionError:
+            raise FilexferError(Status.FORBIDDEN, "permission denied") from None
+        except OSError as exc:
+            raise FilexferError(Status.NOT_FOUND, f"cannot open: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise FilexferError(Status.NOT_FOUND, "not a regular file")
+        return fd, st
+
+    async def _get(self, ch: Any, core: ServerTransfer, req: GetRequest, ctx: ConnectionContext) -> None:
+        fd, st = self._open_for_read(req.name)
+        try:
+            if req.offset > st.st_size:
+                raise FilexferError(Status.BAD_OFFSET, f"offset {req.offset} beyond the file's {st.st_size} bytes")
+            digest = await ch.offload(self.digest_of, fd, st)
+            header = core.file(st.st_size, digest)
+            await ch.sendall(header)
+            due = st.st_size - req.offset
+            sent = await ch.sendfile(fd, req.offset, due)
+            ctx.bytes_out += len(header) + sent
+            if sent < due:
+                # the file shrank under us: the client sees a short body and fails
+                ctx.log.warning("%s: %s shrank while being sent to %s", ctx.service.name, req.name, ctx.peer_text)
+                return
+            core.body_sent(sent)
+        finally:
+            os.close(fd)
+
+    # -- PUT ---------------------------------------------------------------------
+    def partial_path(self, req: PutRequest) -> str:
+        key = hashlib.sha256(f"{req.name}\0{req.size}\0{req.digest}".encode("utf-8", "surrogatepass")).hexdigest()
+        return os.path.join(self.partial_dir, key[:40] + ".part")
+
+    def _check_target(self, req: PutRequest) -> str:
+        if not self.options.allow_upload:
+            raise FilexferError(Status.FORBIDDEN, "uploads are disabled on this server")
+        final = self.resolve(req.name)
+        parent = os.path.dirname(final)
+        if not os.path.isdir(parent):
+            raise FilexferError(Status.NOT_FOUND, "no such directory on the server")
+        if os.path.lexists(final):
+            if not self.options.allow_overwrite:
+                raise FilexferError(Status.CONFLICT, "file exists and overwrite is disabled")
+            if not os.path.isfile(final):
+                raise FilexferError(Status.CONFLICT, "name exists and is not a regular file")
+        if req.size > self.options.max_size:
+            raise FilexferError(Status.TOO_LARGE, f"file larger than this server's limit of {self.options.max_size} bytes")
+        return final
+
+    def _check_space(self, need: int) -> None:
+        vfs = os.statvfs(self.partial_dir)
+        free = vfs.f_bavail * vfs.f_frsize
+        if free - need < self.options.min_free:
+            raise FilexferError(Status.INSUFFICIENT_STORAGE, f"insufficient storage: {need} bytes needed, {free} free")
+
+    async def _put(self, ch: Any, core: ServerTransfer, req: PutRequest, early: bytes, ctx: ConnectionContext) -> None:
+        final = self._check_target(req)
+        os.makedirs(self.partial_dir, mode=0o700, exist_ok=True)
+        ppath = self.partial_path(req)
+        pfd = os.open(ppath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        keep = True
+        try:
+            try:
+                fcntl.flock(pfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise FilexferError(Status.LOCKED, "the same upload is already in progress") from None
+            have = os.fstat(pfd).st_size
+            if have > req.size:
+                os.ftruncate(pfd, 0)
+                have = 0
+            try:
+                self._check_space(req.size - have)
+            except FilexferError:
+                keep = have > 0
+                raise
+            await ch.sendall(core.ready(have))
+            os.lseek(pfd, have, os.SEEK_SET)
+            received = await self._receive_body(ch, core, pfd, early, ctx)
+            if core.body_remaining:
+                ctx.log.info("%s: upload of %s from %s interrupted at %d of %d bytes; partial kept for resume",
+                             ctx.service.name, req.name, ctx.peer_text, have + received, req.size)
+                return
+            if self.options.fsync:
+                os.fsync(pfd)
+            digest = await ch.offload(sha256_fd, pfd, req.size)
+            if digest != req.digest:
+                keep = False
+                raise FilexferError(Status.DIGEST_MISMATCH, f"SHA-256 mismatch: got {digest}, file discarded")
+            os.fchmod(pfd, 0o644)
+            self._publish(ppath, final)
+            keep = True  # the partial's name is gone; nothing to delete
+            reply = core.done(digest)
+            await ch.sendall(reply)
+            ctx.log.info("%s: stored %s (%d bytes) from %s", ctx.service.name, req.name, req.size, ctx.peer_text)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                keep = False
+                raise FilexferError(Status.INSUFFICIENT_STORAGE, f"insufficient storage: {exc.strerror}") from None
+            raise
+        finally:
+            if not keep:
+                try:
+                    os.unlink(ppath)
+                except FileNotFoundError:
+                    pass
+            os.close(pfd)
+
+    async def _receive_body(self, ch: Any, core: ServerTransfer, pfd: int, early: bytes, ctx: ConnectionContext) -> int:
+        """recv_into one reusable buffer, write straight to the partial file.
+        Returns the bytes stored; stops early (body_remaining > 0) on EOF."""
+        received = 0
+        if early and core.body_remaining:
+            head = memoryview(early)[: core.body_remaining]
+            _write_all(pfd, head)
+            core.body_received(len(head))
+            received += len(head)
+        buf = bytearray(min(self.options.buffer_size, max(core.body_remaining, 1)))
+        view = memoryview(buf)
+        while core.body_remaining:
+            n = await ch.recv_into(view, min(len(view), core.body_remaining))
+            if n == 0:
+                break
+            _write_all(pfd, view[:n])
+            core.body_received(n)
+            received += n
+        ctx.bytes_in += received
+        return received
+
+    def _publish(self, ppath: str, final: str) -> None:
+        """Give the verified partial its name, atomically: rename(2) replaces
+        (overwrite allowed) or link(2) + unlink, which refuses an existing name."""
+        if self.options.allow_overwrite:
+            os.replace(ppath, final)
+            return
+        try:
+            os.link(ppath, final)
+        except FileExistsError:
+            raise FilexferError(Status.CONFLICT, "file exists and overwrite is disabled") from None
+        os.unlink(ppath)
