@@ -216,11 +216,14 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = now
 
-    def take(self, now: float) -> bool:
+    def refill(self, now: float) -> None:
         elapsed = now - self.stamp
         if elapsed > 0:
             self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
             self.stamp = now
+
+    def take(self, now: float) -> bool:
+        self.refill(now)
         if self.tokens >= 1.0:
             self.tokens -= 1.0
             return True
@@ -337,12 +340,18 @@ class ChatHub:
             if isinstance(item, TooLong):
                 box.send(cid, encode_line(f"* line too long (over {self.config.max_line} bytes); dropped"))
                 continue
-            if client.bucket is not None and not client.bucket.take(now):
-                self._flooding(client, box)
-            else:
-                if client.strikes and client.bucket is not None and client.bucket.full:
-                    client.strikes = 0
-                self._line(client, item, box)
+            bucket = client.bucket
+            if bucket is not None:
+                if client.strikes:
+                    bucket.refill(now)
+                    if bucket.full:  # quiet long enough: forgiven
+                        client.strikes = 0
+                if not bucket.take(now):
+                    self._flooding(client, box)
+                    if cid not in self.clients:
+                        break
+                    continue
+            self._line(client, item, box)
             if cid not in self.clients:  # quit, exit or flood: ignore the rest
                 break
         return box
