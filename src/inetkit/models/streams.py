@@ -30,10 +30,18 @@ async def run_connection(conn: socket.socket, rt: ServiceRuntime) -> None:
     assert service is not None
     loop = asyncio.get_running_loop()
     if service.handle_async is None and has_session(service):
-        _, protocol = await loop.connect_accepted_socket(protocol_factory(rt), conn)
+        try:
+            _, protocol = await loop.connect_accepted_socket(protocol_factory(rt), conn)
+        except OSError:  # reset before the transport existed
+            conn.close()
+            return
         await protocol.closed
         return
-    ctx = ConnectionContext(rt.ctx, plain_address(conn.getpeername()), plain_address(conn.getsockname()))
+    try:
+        ctx = ConnectionContext(rt.ctx, plain_address(conn.getpeername()), plain_address(conn.getsockname()))
+    except OSError:  # the client reset before we got to it
+        conn.close()
+        return
     if not rt.admit(ctx):
         conn.close()
         return
