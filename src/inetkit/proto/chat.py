@@ -40,6 +40,7 @@ and with plain ``nc``/``telnet``)
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ MAX_LINE = 4096
 DEFAULT_ROOM = "lobby"
 MAX_NICK = 24
 MAX_ROOM = 32
+#: most nicknames one /who or join line lists
+LIST_NAMES = 50
 
 
 # -- framing -------------------------------------------------------------------
@@ -411,7 +414,7 @@ class ChatHub:
         box.send(client.cid, encode_line(
             f"* welcome {text}: you are in #{room} with {here} other{'s' if here != 1 else ''}; /help lists commands"
         ))
-        self._enter(client, room, box)
+        self._enter(client, room, box, show_members=False)  # the welcome said who is here
 
     def _nick_problem(self, nick: str) -> str | None:
         problem = valid_nick(nick)
@@ -461,8 +464,7 @@ class ChatHub:
             self._leave(client, "parted", box)
             self._enter(client, room, box)
         elif verb == "/who":
-            names = self.members(client.room)
-            box.send(cid, encode_line(f"* #{client.room} ({len(names)}): {', '.join(names)}"))
+            box.send(cid, encode_line(f"* {self._listing(client.room)}"))
         elif verb == "/rooms":
             listing = ", ".join(f"#{r} ({len(m)})" for r, m in sorted(self.rooms.items()))
             box.send(cid, encode_line(f"* rooms: {listing}"))
@@ -500,16 +502,23 @@ class ChatHub:
             for member in members:
                 send(member, data)
 
-    def _enter(self, client: Client, room: str, box: Outbox) -> None:
+    def _listing(self, room: str) -> str:
+        """``#room (N): a, b, ...`` with at most ``LIST_NAMES`` names, so the
+        line stays far below the line cap even in a room of thousands."""
+        members = self.rooms.get(room, {})
+        names = [self.clients[c].nick or "?" for c in itertools.islice(members, LIST_NAMES)]
+        more = len(members) - len(names)
+        return f"#{room} ({len(members)}): {', '.join(names)}" + (f" and {more} more" if more > 0 else "")
+
+    def _enter(self, client: Client, room: str, box: Outbox, show_members: bool = True) -> None:
         members = self.rooms.setdefault(room, {})
         notice = encode_line(f"* {client.nick} joined #{room}")
         for member in members:
             box.send(member, notice)
         members[client.cid] = None
         client.room = room
-        if room != self.config.default_room or len(members) > 1:
-            names = self.members(room)
-            box.send(client.cid, encode_line(f"* now in #{room} ({len(names)}): {', '.join(names)}"))
+        if show_members:
+            box.send(client.cid, encode_line(f"* now in {self._listing(room)}"))
 
     def _leave(self, client: Client, why: str, box: Outbox) -> None:
         room = client.room
@@ -525,7 +534,7 @@ class ChatHub:
     def _quit(self, client: Client, why: str, box: Outbox) -> None:
         box.send(client.cid, encode_line(f"* bye ({why})"))
         self._remove(client.cid, why, box)
-        box.closes.append((client.cid, why))
+        box.closes.append((client.cid, "exit" if why == "exit" else "quit"))
 
     def _flooding(self, client: Client, box: Outbox) -> None:
         client.strikes += 1

@@ -11,7 +11,9 @@ asyncio streams and the shared ``ChatHub`` and applies the I/O policies:
   outgoing queue is its transport's write buffer, capped at ``queue_bytes``;
   when a write pushes it over, that client is dropped at once (its queue
   discarded, the reason logged, a leave notice sent to its room) and
-  everyone else keeps receiving, in order.
+  everyone else keeps receiving, in order.  The kernel's part of that
+  queue is pinned with ``SO_SNDBUF`` (``sndbuf``), so what a stalled client
+  can hold is bounded end to end.
 - **Idle timeout**: the daemon's ``limits.idle_timeout`` (seconds without a
   line from the client) ends the session with a notice.
 - **Per-source limit** (``max_per_source``) and **message rate**
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from typing import Any, Mapping
 
@@ -48,6 +51,7 @@ class ChatService(Service):
         "default_room": Option(str, "lobby", "room every client enters after naming itself", _room),
         "max_line": Option(int, MAX_LINE, "longest line in bytes (ending excluded); longer ones are refused", positive),
         "queue_bytes": Option(int, 128 * 1024, "outgoing bytes a client may lag behind before it is dropped", positive),
+        "sndbuf": Option(int, 64 * 1024, "kernel send buffer per client (SO_SNDBUF; 0 = autotuned, up to MBs per slow reader)", non_negative),
         "rate": Option((int, float), 5.0, "lines per second per client (0 = unlimited)", non_negative),
         "burst": Option(int, 20, "lines a client may send at once above the rate", positive),
         "flood_strikes": Option(int, 10, "lines dropped for flooding, after the notice, before a disconnect", non_negative),
@@ -68,6 +72,7 @@ class ChatService(Service):
             ask_nick=o.ask_nick,
         ))
         self.queue_bytes: int = o.queue_bytes
+        self.sndbuf: int = o.sndbuf
         self.writers: dict[int, asyncio.StreamWriter] = {}
         self.contexts: dict[int, ConnectionContext] = {}
         self._ids = itertools.count(1)
@@ -75,6 +80,15 @@ class ChatService(Service):
     # -- one connection ------------------------------------------------------------
     async def handle_async(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ConnectionContext) -> None:
         cid = next(self._ids)
+        if self.sndbuf:
+            # a fixed kernel buffer: autotuning would let a stalled reader hold
+            # megabytes in the kernel before our own queue cap even sees it
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+                except OSError:
+                    pass
         self.writers[cid] = writer
         self.contexts[cid] = ctx
         reason = "disconnected"
