@@ -230,12 +230,16 @@ def download(
         return Result(name, header.size, header.digest, offset, time.monotonic() - started)
     except Exception as exc:
         error = _wrap(exc, "download")
-        if error.kind == "integrity" and part is not None:
-            # never keep bytes that failed verification, not even as a part file
-            try:
-                os.unlink(part)
-            except FileNotFoundError:
-                pass
+        if part is not None:
+            kept = os.fstat(out_fd).st_size if out_fd >= 0 else 0
+            if error.kind == "integrity" or kept == 0:
+                # never keep bytes that failed verification, nor an empty part file
+                try:
+                    os.unlink(part)
+                except FileNotFoundError:
+                    pass
+            elif error.kind in ("timeout", "protocol"):
+                error = TransferError(f"{error}; {kept} bytes kept in {part} (get again with --resume)", error.kind, error.status)
         raise error from None
     finally:
         if part is not None and out_fd >= 0:
@@ -340,6 +344,7 @@ def upload(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
+    locked_wait: float = 2.0,
 ) -> Result:
     """Send ``source`` (``-``: standard input) as ``name``, verified by the server.
 
@@ -370,28 +375,47 @@ def upload(
     with file:
         size = os.fstat(file.fileno()).st_size
         try:
-            core = ClientTransfer(PutRequest(name, size, hexdigest))
+            request = PutRequest(name, size, hexdigest)
+            request.encode()
         except Exception as exc:
             raise TransferError(f"cannot upload as {name!r}: {exc}", "local") from None
-        try:
-            with _connect(host, port, timeout) as sock:
-                sock.sendall(core.start())
-                conn = _Conn(sock)
-                ready = core.handle_line(conn.read_line())
-                assert isinstance(ready, Ready)
+        deadline = started + locked_wait
+        while True:
+            try:
+                offset = _upload_once(host, port, file, request, timeout, progress)
+                return Result(name, size, hexdigest, offset, time.monotonic() - started)
+            except TransferError as exc:
+                # 423: the server still holds the partial of this very upload (it
+                # has not yet noticed that the previous attempt died): retry briefly
+                if exc.status != 423 or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+
+def _upload_once(host: str, port: int, file: BinaryIO, request: PutRequest, timeout: float,
+                 progress: Progress | None) -> int:
+    """One attempt; returns the offset the server resumed from."""
+    core = ClientTransfer(request)
+    size = request.size
+    try:
+        with _connect(host, port, timeout) as sock:
+            sock.sendall(core.start())
+            conn = _Conn(sock)
+            ready = core.handle_line(conn.read_line())
+            assert isinstance(ready, Ready)
+            if progress is not None:
+                progress(ready.offset, size)
+            pos = ready.offset
+            while core.state is State.BODY:
+                count = min(core.body_remaining, 64 << 20)
+                sent = sock.sendfile(file, pos, count)
+                if sent == 0:
+                    raise TransferError("the local file shrank during the upload", "local")
+                core.body_sent(sent)
+                pos += sent
                 if progress is not None:
-                    progress(ready.offset, size)
-                pos = ready.offset
-                while core.state is State.BODY:
-                    count = min(core.body_remaining, 64 << 20)
-                    sent = sock.sendfile(file, pos, count)
-                    if sent == 0:
-                        raise TransferError("the local file shrank during the upload", "local")
-                    core.body_sent(sent)
-                    pos += sent
-                    if progress is not None:
-                        progress(pos, size)
-                core.handle_line(conn.read_line())
-        except Exception as exc:
-            raise _wrap(exc, "upload") from None
-    return Result(name, size, hexdigest, ready.offset, time.monotonic() - started)
+                    progress(pos, size)
+            core.handle_line(conn.read_line())
+            return ready.offset
+    except Exception as exc:
+        raise _wrap(exc, "upload") from None

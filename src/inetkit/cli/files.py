@@ -1,0 +1,147 @@
+"""``inetkit send`` / ``get`` / ``ls``: the client of the ``files`` service (FX1).
+
+    inetkit send FILE HOST PORT [--as NAME]         (FILE '-': standard input)
+    inetkit get HOST PORT NAME [-o FILE] [--resume] (FILE '-': standard output)
+    inetkit ls HOST PORT
+
+On a terminal a progress bar shows rate and ETA (rich, on stderr); piped, the
+commands are quiet.  Every failure is one line on stderr and a non-zero exit:
+1 refused/failed, 69 unreachable, 75 timeout, 76 protocol error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+EXIT_PROTOCOL = 76  # sysexits EX_PROTOCOL
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    if command == "send":
+        parser.add_argument("file", help="file to upload ('-': standard input, spooled to a temporary file)")
+        parser.add_argument("host")
+        parser.add_argument("port", type=int)
+        parser.add_argument("--as", dest="name", help="name on the server (default: the file's base name)")
+    elif command == "get":
+        parser.add_argument("host")
+        parser.add_argument("port", type=int)
+        parser.add_argument("name", help="file name on the server (see `inetkit ls`)")
+        parser.add_argument("-o", "--output", help="where to save ('-': standard output; default: NAME's base name)")
+        parser.add_argument("--resume", action="store_true", help="continue OUTPUT.part left by an interrupted get")
+    else:
+        parser.add_argument("host")
+        parser.add_argument("port", type=int)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds without progress before giving up")
+    if command != "ls":
+        parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar even on a terminal")
+
+
+def exit_code(exc: Any) -> int:
+    from inetkit.cli.common import EXIT_FAILURE, EXIT_TIMEOUT, EXIT_UNAVAILABLE
+
+    return {"unreachable": EXIT_UNAVAILABLE, "timeout": EXIT_TIMEOUT, "protocol": EXIT_PROTOCOL}.get(exc.kind, EXIT_FAILURE)
+
+
+def run(args: argparse.Namespace) -> int:
+    from inetkit.cli.common import fail
+    from inetkit.clients.files import TransferError
+
+    if not 0 < args.port < 65536:
+        return fail(f"port out of range: {args.port}", 2)
+    try:
+        if args.command == "ls":
+            return _ls(args)
+        if args.command == "send":
+            return _send(args)
+        return _get(args)
+    except TransferError as exc:
+        return fail(str(exc), exit_code(exc))
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from inetkit.clients.files import list_files
+
+    entries = list_files(args.host, args.port, timeout=args.timeout)
+    width = max((len(str(e.size)) for e in entries), default=1)
+    out = sys.stdout
+    for entry in entries:
+        out.write(f"{str(entry.size).rjust(width)}  {entry.name}\n")
+    out.flush()
+    return 0
+
+
+def _send(args: argparse.Namespace) -> int:
+    import os
+
+    from inetkit.cli.common import fail
+    from inetkit.clients.files import upload
+
+    name = args.name or (None if args.file == "-" else os.path.basename(args.file))
+    if not name:
+        return fail("send: reading standard input needs --as NAME", 2)
+    with _progress(args, f"send {name}") as progress:
+        result = upload(args.host, args.port, args.file, name, timeout=args.timeout, progress=progress)
+    if _interactive(args):
+        resumed = f", resumed at {result.offset}" if result.offset else ""
+        print(f"sent {name}: {result.size} bytes, sha256 {result.digest} verified{resumed}", file=sys.stderr)
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    import posixpath
+
+    from inetkit.cli.common import fail
+    from inetkit.clients.files import download
+
+    output = args.output or posixpath.basename(args.name)
+    if output == "-" and args.resume:
+        return fail("get: --resume needs an output file, not standard output", 2)
+    with _progress(args, f"get {args.name}") as progress:
+        result = download(args.host, args.port, args.name, output, resume=args.resume, timeout=args.timeout, progress=progress)
+    if _interactive(args) and output != "-":
+        resumed = f", resumed at {result.offset}" if result.offset else ""
+        print(f"saved {output}: {result.size} bytes, sha256 {result.digest} verified{resumed}", file=sys.stderr)
+    return 0
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+class _progress:
+    """A rich progress bar (bytes, rate, ETA) on a terminal; a no-op otherwise."""
+
+    def __init__(self, args: argparse.Namespace, label: str) -> None:
+        self.enabled = _interactive(args)
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+        self.last = 0.0
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                   TransferSpeedColumn)
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        # rich redraws on its own timer; updating per 1 MiB chunk would only burn CPU
+        if now - self.last >= 0.1 or done == total:
+            self.last = now
+            self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,266 @@
+"""FX1 headers and state machines (inetkit.proto.filexfer), pure."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inetkit.errors import LocalProtocolError
+from inetkit.proto import filexfer as fx
+
+DIGEST = hashlib.sha256(b"hello").hexdigest()
+
+
+# -- requests ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        fx.ListRequest(),
+        fx.GetRequest("a.txt", 0),
+        fx.GetRequest("dir/with space/ünï©ode.bin", 12345),
+        fx.PutRequest("x", 0, DIGEST),
+        fx.PutRequest("deep/" * 10 + "f", fx.MAX_NUMBER, DIGEST),
+    ],
+)
+def test_request_round_trip(request_: fx.Request) -> None:
+    wire = request_.encode()
+    assert wire.endswith(b"\n") and len(wire) <= fx.MAX_LINE
+    fields = {fx.ListRequest: 2, fx.GetRequest: 4, fx.PutRequest: 5}[type(request_)]
+    assert len(wire.rstrip(b"\n").split(b" ")) == fields  # names never carry a space
+    assert fx.parse_request(wire) == request_
+
+
+def test_names_are_percent_encoded_on_the_wire() -> None:
+    wire = fx.GetRequest("a b%c", 7).encode()
+    assert wire == b"FX1 GET a%20b%25c 7\n"
+
+
+@pytest.mark.parametrize(
+    "line, code",
+    [
+        (b"FX1 GET a 01\n", 400),  # leading zero
+        (b"FX1 GET a -1\n", 400),
+        (b"FX1 GET a 1\r\n", 400),  # CR is not allowed
+        (b"FX1  GET a 1\n", 400),  # double space
+        (b"FX1 GET a 1 \n", 400),  # trailing space
+        (b"FX1 GET a 1", 400),  # no LF
+        (b"FX2 LIST\n", 400),
+        (b"FX1 list\n", 400),
+        (b"FX1 LIST extra\n", 400),
+        (b"FX1 GET a\n", 400),
+        (b"FX1 PUT a 1 " + DIGEST.upper().encode() + b"\n", 400),  # digest must be lowercase
+        (b"FX1 PUT a 1 abc\n", 400),
+        (b"FX1 GET a 9223372036854775808\n", 400),  # 2**63
+        (b"FX1 GET a 99999999999999999999\n", 400),
+        (b"FX1 GET a%zz 0\n", 400),
+        (b"FX1 GET a%ff 0\n", 400),  # not UTF-8
+        (b"FX1 GET a%00b 0\n", 400),  # NUL
+        (b"FX1 GET a%5cb 0\n", 400),  # backslash
+        (b"FX1 GET a\xff 0\n", 400),
+        (b"FX1 GET ../etc/passwd 0\n", 403),
+        (b"FX1 GET %2e%2e/etc/passwd 0\n", 403),
+        (b"FX1 GET a/../../b 0\n", 403),
+        (b"FX1 GET /etc/passwd 0\n", 403),
+        (b"FX1 GET %2fetc%2fpasswd 0\n", 403),
+        (b"FX1 GET a//b 0\n", 400),
+        (b"FX1 GET ./a 0\n", 400),
+        (b"FX1 GET .inetkit-partial/x.part 0\n", 403),
+        (b"FX1 GET " + b"a" * 1025 + b" 0\n", 400),
+        (b"FX1 GET " + b"a/" * 40 + b"b 0\n", 400),
+        (b"FX1 " + b"A" * fx.MAX_LINE + b"\n", 400),
+        (b"\n", 400),
+    ],
+)
+def test_malformed_requests_are_refused_with_a_code(line: bytes, code: int) -> None:
+    with pytest.raises(fx.FilexferError) as info:
+        fx.parse_request(line)
+    assert info.value.status == code
+    assert info.value.reason
+
+
+def test_encoding_refuses_bad_names_locally() -> None:
+    for name in ("", "../x", "/abs", "a//b", "a\x00b", ".inetkit-partial/p"):
+        with pytest.raises(LocalProtocolError):
+            fx.GetRequest(name).encode()
+    with pytest.raises(LocalProtocolError):
+        fx.PutRequest("a", -1, DIGEST).encode()
+    with pytest.raises(LocalProtocolError):
+        fx.PutRequest("a", 1, "nothex").encode()
+
+
+# -- replies ---------------------------------------------------------------------------
+
+
+def test_error_lines_are_one_sanitised_line() -> None:
+    line = fx.encode_error(404, "no such\nfile\x00 " + "x" * 500)
+    assert line.startswith(b"ERR 404 no such?file? x")
+    assert line.count(b"\n") == 1 and len(line) <= 4 + 4 + fx.MAX_REASON + 1
+    with pytest.raises(fx.FilexferError) as info:
+        fx.parse_reply(fx.encode_error(507, "insufficient storage"), "READY")
+    assert info.value.remote and info.value.status == 507 and info.value.reason == "insufficient storage"
+    with pytest.raises(LocalProtocolError):
+        fx.encode_error(42, "x")
+
+
+@pytest.mark.parametrize(
+    "line, expect",
+    [
+        (b"FILE 10\n", "FILE"),
+        (b"READY 1 2\n", "READY"),
+        (b"DONE 1 " + DIGEST.encode() + b"\n", "FILE"),
+        (b"ERR 4x bad\n", "FILE"),
+        (b"ERR 404\n", "FILE"),
+        (b"LIST 100001\n", "LIST"),
+    ],
+)
+def test_malformed_replies(line: bytes, expect: str) -> None:
+    with pytest.raises(fx.FilexferError) as info:
+        fx.parse_reply(line, expect)
+    assert not info.value.remote
+
+
+def test_line_buffer_is_bounded_and_keeps_the_rest() -> None:
+    buf = fx.LineBuffer(16)
+    assert buf.feed(b"FILE 3 ") is None
+    assert buf.feed(b"x\nabc") == b"FILE 3 x\n"
+    assert buf.take_rest() == b"abc"
+    with pytest.raises(fx.FilexferError):
+        fx.LineBuffer(16).feed(b"x" * 16)
+
+
+# -- state machines --------------------------------------------------------------------
+
+
+def test_client_get_counts_the_body() -> None:
+    core = fx.ClientTransfer(fx.GetRequest("f", 4))
+    assert core.start() == b"FX1 GET f 4\n"
+    header = core.handle_line(b"FILE 10 " + DIGEST.encode() + b"\n")
+    assert header == fx.FileHeader(10, DIGEST)
+    assert core.state is fx.State.BODY and core.body_remaining == 6
+    core.body_received(5)
+    with pytest.raises(fx.FilexferError):
+        core.body_eof()  # one byte missing
+    core2 = fx.ClientTransfer(fx.GetRequest("f", 0))
+    core2.start()
+    core2.handle_line(b"FILE 2 " + DIGEST.encode() + b"\n")
+    with pytest.raises(fx.FilexferError):
+        core2.body_received(3)  # more than announced
+
+
+def test_client_get_offset_beyond_size_is_an_error() -> None:
+    core = fx.ClientTransfer(fx.GetRequest("f", 11))
+    core.start()
+    with pytest.raises(fx.FilexferError):
+        core.handle_line(b"FILE 10 " + DIGEST.encode() + b"\n")
+    assert core.state is fx.State.FAILED
+
+
+def test_client_put_flow_and_done_check() -> None:
+    core = fx.ClientTransfer(fx.PutRequest("f", 10, DIGEST))
+    core.start()
+    assert core.handle_line(b"READY 7\n") == fx.Ready(7)
+    core.body_sent(3)
+    assert core.state is fx.State.AWAIT_DONE
+    with pytest.raises(fx.FilexferError):
+        core.handle_line(b"DONE 10 " + hashlib.sha256(b"other").hexdigest().encode() + b"\n")
+
+
+def test_zero_byte_get_and_put_have_no_body_state() -> None:
+    get = fx.ClientTransfer(fx.GetRequest("e"))
+    get.start()
+    get.handle_line(b"FILE 0 " + hashlib.sha256().hexdigest().encode() + b"\n")
+    assert get.state is fx.State.DONE
+    get.body_eof()
+    put = fx.ClientTransfer(fx.PutRequest("e", 0, hashlib.sha256().hexdigest()))
+    put.start()
+    put.handle_line(b"READY 0\n")
+    assert put.state is fx.State.AWAIT_DONE
+
+
+def test_calls_in_the_wrong_state_are_local_errors() -> None:
+    core = fx.ClientTransfer(fx.ListRequest())
+    with pytest.raises(LocalProtocolError):
+        core.body_received(1)
+    server = fx.ServerTransfer()
+    with pytest.raises(LocalProtocolError):
+        server.file(1, DIGEST)
+    server.handle_line(b"FX1 GET f 5\n")
+    with pytest.raises(LocalProtocolError):
+        server.file(4, DIGEST)  # offset beyond: the service must answer 416
+    with pytest.raises(LocalProtocolError):
+        server.ready(0)
+    server.file(5, DIGEST)
+    assert server.state is fx.State.DONE
+    with pytest.raises(LocalProtocolError):
+        server.error(500, "too late")
+
+
+def test_server_put_refuses_a_wrong_digest_at_done() -> None:
+    server = fx.ServerTransfer()
+    server.handle_line(fx.PutRequest("f", 2, DIGEST).encode())
+    assert server.ready(1) == b"READY 1\n"
+    with pytest.raises(LocalProtocolError):
+        server.body_received(2)
+    server.body_received(1)
+    with pytest.raises(LocalProtocolError):
+        server.done(hashlib.sha256(b"x").hexdigest())
+    assert server.error(422, "mismatch") == b"ERR 422 mismatch\n"
+
+
+# -- property tests: the parsers never fail in an undocumented way ----------------------
+
+_lines = st.one_of(
+    st.binary(max_size=200),
+    st.binary(max_size=200).map(lambda b: b + b"\n"),
+    st.lists(st.sampled_from([b"FX1", b"GET", b"PUT", b"LIST", b"0", b"1", b"01", b"a", b"%2e%2e", b"..", b"/",
+                              b"%", b"%41", b"\xc3\xa9", DIGEST.encode(), b"", b"FILE", b"READY", b"DONE", b"ERR",
+                              b"404", b"9" * 20]), max_size=6).map(lambda parts: b" ".join(parts) + b"\n"),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_lines)
+def test_request_parser_only_raises_protocol_errors(line: bytes) -> None:
+    try:
+        request = fx.parse_request(line)
+    except fx.FilexferError as exc:
+        assert 400 <= exc.status <= 599
+    else:
+        assert fx.parse_request(request.encode()) == request  # what parses, re-encodes
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lines, st.sampled_from(["LIST", "FILE", "READY", "DONE"]))
+def test_reply_and_entry_parsers_only_raise_protocol_errors(line: bytes, expect: str) -> None:
+    for parse in (lambda: fx.parse_reply(line, expect), lambda: fx.parse_entry(line)):
+        try:
+            parse()
+        except fx.FilexferError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=20))
+def test_line_buffer_never_exceeds_its_limit(chunks: list[bytes]) -> None:
+    buf = fx.LineBuffer(64)
+    for chunk in chunks:
+        try:
+            line = buf.feed(chunk)
+        except fx.FilexferError:
+            return
+        if line is not None:
+            assert line.endswith(b"\n") and len(line) <= 64
+        assert len(buf.rest) < 64 + 40
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60), st.integers(min_value=0, max_value=fx.MAX_NUMBER))
+def test_any_acceptable_name_round_trips(name: str, offset: int) -> None:
+    if fx.name_problem(name) is not None or any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        return  # refused names are covered above; lone surrogates are not text
+    assert fx.parse_request(fx.GetRequest(name, offset).encode()) == fx.GetRequest(name, offset)
