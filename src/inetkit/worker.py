@@ -13,6 +13,10 @@ import json
 import signal
 import socket
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inetkit.models.runtime import ServiceRuntime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     return _run_async(listener, rt)
 
 
-def _run_async(listener: socket.socket, rt) -> int:  # type: ignore[no-untyped-def]
+def _run_async(listener: socket.socket, rt: ServiceRuntime) -> int:
     from inetkit.io.aio import new_event_loop
     from inetkit.models import aio
 

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from inetkit.errors import ConfigError
     from inetkit.logs import setup_logging
     from inetkit.services.registry import load_service_class
-    from inetkit.supervisor import Supervisor, serve_forever
+    from inetkit.supervisor import BoundService, Supervisor, serve_forever
 
     setup_logging(args.log_format)
     try:
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # BindError
         return fail(str(exc), EXIT_UNAVAILABLE)
 
-    def on_ready(bound: list) -> None:  # type: ignore[type-arg]
+    def on_ready(bound: list[BoundService]) -> None:
         b = bound[0]
         host, port = b.address
         print(f"{b.config.name} {b.config.proto} {host} {port} {b.config.model}", flush=True)

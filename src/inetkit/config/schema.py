@@ -72,7 +72,7 @@ class ServiceConfig:
     def from_json(cls, data: dict[str, Any]) -> ServiceConfig:
         data = dict(data)
         limits = data.pop("limits", {}) or {}
-        limits = Limits(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in limits.items()})
+        limits = Limits(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in limits.items()})  # type: ignore[arg-type]
         data["program"] = tuple(data.get("program", ()))
         return cls(limits=limits, **data)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Callable, Protocol
+from typing import Callable, Protocol, cast
 
 from inetkit.errors import RemoteProtocolError
 from inetkit.io.addresses import plain_address
@@ -55,8 +55,10 @@ class SessionProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
     # -- asyncio callbacks -------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop transports are not asyncio subclasses
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio subclasses, so no isinstance check
+        transport = cast(asyncio.Transport, base)
+        self.transport = transport
         sock = transport.get_extra_info("socket")
         peer = plain_address(transport.get_extra_info("peername"))
         local = plain_address(transport.get_extra_info("sockname"))

@@ -28,7 +28,7 @@ from typing import Any
 
 from inetkit.io.addresses import plain_address
 from inetkit.models.accept import accept_loop
-from inetkit.models.runtime import ServiceRuntime
+from inetkit.models.runtime import LiveConnection, ServiceRuntime
 from inetkit.services.base import ConnectionContext
 
 #: children whose waiter was cancelled (daemon stopping); reap_orphans() ends them
@@ -87,6 +87,11 @@ def spawn(rt: ServiceRuntime, argv: list[str], **kwargs: Any) -> subprocess.Pope
     )
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
     """Wait for a child without a thread: its pidfd becomes readable at exit."""
     loop = asyncio.get_running_loop()
@@ -95,7 +100,7 @@ async def wait_exit(proc: subprocess.Popen[bytes]) -> int:
     except (OSError, AttributeError):
         return await loop.run_in_executor(None, proc.wait)
     done: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    loop.add_reader(pidfd, _resolve, done)
     try:
         await done
     finally:
@@ -196,7 +201,7 @@ async def _serve_wait(sock: socket.socket, rt: ServiceRuntime) -> None:
     local = plain_address(sock.getsockname())
     while True:
         readable: asyncio.Future[None] = loop.create_future()
-        loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+        loop.add_reader(fd, _resolve, readable)
         try:
             await readable
         finally:
@@ -230,9 +235,7 @@ async def _serve_wait(sock: socket.socket, rt: ServiceRuntime) -> None:
         rt.ctx.log.info("%s wait pid=%d %.3fs exit=%d", rt.config.name, proc.pid, time.monotonic() - started, code)
 
 
-def _live(pid: int):  # type: ignore[no-untyped-def]
-    from inetkit.models.runtime import LiveConnection
-
+def _live(pid: int) -> LiveConnection:
     return LiveConnection(("", 0), time.monotonic(), pid)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Callable
 
 from inetkit.io.addresses import plain_address
 from inetkit.io.aio import SessionProtocol
@@ -17,7 +18,7 @@ def has_session(service: Service) -> bool:
     return type(service).open_session is not Service.open_session
 
 
-def protocol_factory(rt: ServiceRuntime):  # type: ignore[no-untyped-def]
+def protocol_factory(rt: ServiceRuntime) -> Callable[[], SessionProtocol]:
     """A Protocol factory for ``loop.create_server`` (session services)."""
     assert rt.service is not None
     open_session = rt.service.open_session

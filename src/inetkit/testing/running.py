@@ -215,7 +215,12 @@ def _wait_ready(daemon: RunningDaemon, timeout: float) -> None:
         code = daemon.process.poll()
         raise RuntimeError(f"inetkit serve not ready (exit code {code}); output: {''.join(daemon.stdout_lines)!r}")
     # keep draining stdout so the daemon never blocks on a full pipe
-    threading.Thread(target=lambda: [daemon.stdout_lines.append(l) for l in daemon.process.stdout], daemon=True).start()  # type: ignore[union-attr]
+    def drain() -> None:
+        assert daemon.process.stdout is not None
+        for line in daemon.process.stdout:
+            daemon.stdout_lines.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
 
 
 def stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> int:
