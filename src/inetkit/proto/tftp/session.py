@@ -130,6 +130,8 @@ class _Session:
         self.failure: Failure | None = None
         #: payload bytes moved so far
         self.bytes = 0
+        #: client: the server answered our options with an OACK
+        self.negotiated = False
         self._request = request  # client: RRQ/WRQ to send until the server replies
         self._requested = requested or {}
         self._first = first  # server: OACK / ACK 0 to (re)send before the transfer proper
@@ -311,6 +313,7 @@ class Sender(_Session):
                     self._configure(self._accept_reply_options(packet))
                 except RemoteProtocolError as exc:
                     return self._protocol_error(exc)
+                self.negotiated = True
             elif isinstance(packet, P.Ack) and packet.block == 0:
                 self._configure(self._defaults())
             else:
@@ -467,6 +470,7 @@ class Receiver(_Session):
                     self._configure(self._accept_reply_options(packet))
                 except RemoteProtocolError as exc:
                     return self._protocol_error(exc)
+                self.negotiated = True
                 if self.retries == 0:
                     self._sample(now - self._last_ack_at)
                 self._started = True

@@ -1,0 +1,278 @@
+"""Blocking TFTP client (RFC 1350 + 2347/2348/2349/7440) over the shared sessions.
+
+``get_file`` and ``put_file`` are what the CLI uses; ``download`` and
+``upload`` are the building blocks (any writer / any descriptor).
+
+- The request goes to the server's well-known port; the first reply's source
+  becomes the transfer's TID (RFC 1350 section 4).  Datagrams from any other
+  source get ERROR 5 and are otherwise ignored.
+- Options are only sent when they differ from RFC 1350 defaults (plus tsize).
+  A server that ignores them simply answers with DATA 1 / ACK 0 and the
+  transfer runs at 512-byte lock-step; a server that refuses them with
+  ERROR 8 gets the request again without options.
+- ``get_file`` writes to a temporary file beside LOCAL and renames it only
+  when the transfer completed, so a failed download never leaves a LOCAL
+  that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from inetkit.proto.tftp import netascii
+from inetkit.proto.tftp import packets as P
+from inetkit.proto.tftp.options import DEFAULT_TIMEOUT, Settings, request_options
+from inetkit.proto.tftp.session import Receiver, Sender
+from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_size
+
+#: receive buffer asked for: a window of large blocks must fit
+SOCKET_BUFFER = 4 * 1024 * 1024
+
+Progress = Callable[[int, "int | None"], None]
+
+
+class TftpError(Exception):
+    """A transfer failed.  ``code`` is the TFTP error code; ``remote`` tells
+    whether the server sent it (ERROR packet) or we gave up ourselves."""
+
+    def __init__(self, message: str, code: int | None = None, remote: bool = False) -> None:
+        self.code = code
+        self.remote = remote
+        super().__init__(message)
+
+
+@dataclass
+class TransferResult:
+    bytes: int
+    elapsed: float
+    blksize: int
+    windowsize: int
+    #: True when the server answered our options with an OACK
+    negotiated: bool
+    retransmissions: int
+
+    @property
+    def rate(self) -> float:
+        return self.bytes / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def _resolve(host: str, port: int) -> tuple[int, tuple]:  # type: ignore[type-arg]
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise TftpError(f"cannot resolve {host!r}")
+    family, _, _, _, addr = infos[0]
+    return family, addr
+
+
+def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progress: Progress | None) -> None:  # type: ignore[type-arg]
+    """Run ``session`` to its end over ``sock``; raises TftpError on failure."""
+    peer = None
+    server_host = server[0]
+    clock = time.monotonic
+    recvfrom = sock.recvfrom
+    sendto = sock.sendto
+    now = clock()
+    for datagram in session.start(now):
+        sendto(datagram, server)
+    last_report = 0.0
+    current = sock.gettimeout() or 1.0
+    while not session.finished:
+        due = session.deadline
+        now = clock()
+        if due is not None and now >= due:
+            for datagram in session.on_timer(now):
+                sendto(datagram, peer or server)
+            continue
+        wait = max(0.0005, due - now) if due is not None else 1.0
+        # settimeout costs a syscall: only change it when it is far off
+        if wait < current * 0.5 or wait > current * 2:
+            sock.settimeout(wait)
+            current = wait
+        try:
+            data, addr = recvfrom(65536)
+        except socket.timeout:
+            continue
+        except ConnectionRefusedError:
+            if peer is None:  # ICMP port unreachable before any reply: nobody serves TFTP there
+                raise TftpError(f"no TFTP server at {server[0]}:{server[1]} (port unreachable)") from None
+            continue  # a late ICMP during the transfer: the retry budget decides
+        if peer is None:
+            if addr[0] != server_host:
+                continue
+            peer = addr
+        elif addr != peer:
+            sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
+            continue
+        now = clock()
+        for datagram in session.receive(data, now):
+            sendto(datagram, peer)
+        if progress is not None and now - last_report >= 0.1:
+            last_report = now
+            progress(session.bytes, session.expected_size)
+    if session.failure is not None:
+        failure = session.failure
+        if failure.remote:
+            raise TftpError(explain_error(failure.code, failure.message), failure.code, remote=True)
+        raise TftpError(failure.message, failure.code)
+    if progress is not None:
+        progress(session.bytes, session.expected_size)
+
+
+def explain_error(code: int, message: str) -> str:
+    """A server ERROR in words a user can act on."""
+    hints = {
+        P.ERR_NOT_FOUND: "the file does not exist on the server",
+        P.ERR_ACCESS: "the server refused access (permissions, path outside its root, or uploads disabled)",
+        P.ERR_DISK_FULL: "the server is out of space or the file exceeds its size limit",
+        P.ERR_ILLEGAL: "the server considers the request or a packet invalid",
+        P.ERR_UNKNOWN_TID: "the server does not know this transfer (it may have timed out)",
+        P.ERR_EXISTS: "the file already exists on the server and it does not allow overwriting",
+        P.ERR_NO_USER: "no such user on the server",
+        P.ERR_OPTIONS: "the server refused the requested options",
+    }
+    text = P.describe_error(code, message)
+    hint = hints.get(code)
+    return f"server error: {text}" + (f" — {hint}" if hint and hint not in text else "")
+
+
+def _socket(family: int, timeout: float) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:
+            pass
+    sock.settimeout(timeout)
+    return sock
+
+
+def _transfer(
+    host: str, port: int, make: Callable[[bytes, dict[str, str], Settings], Sender | Receiver],
+    opcode: int, remote: str, mode: str, options: dict[str, str], timeout: float, progress: Progress | None,
+) -> TransferResult:
+    family, server = _resolve(host, port)
+    settings = Settings(timeout=timeout)
+    started = time.monotonic()
+    attempts = [options, {}] if options else [options]
+    for attempt, opts in enumerate(attempts):
+        request = P.encode_request(opcode, remote, mode, opts)
+        session = make(request, opts, settings)
+        with _socket(family, timeout) as sock:
+            try:
+                _drive(sock, session, server, progress)
+            except TftpError as exc:
+                # RFC 2347: a server may refuse options with ERROR 8; ask again without them
+                if exc.code == P.ERR_OPTIONS and exc.remote and attempt + 1 < len(attempts) and session.bytes == 0:
+                    continue
+                raise
+        return TransferResult(session.bytes, time.monotonic() - started, session.blksize, session.windowsize,
+                              session.negotiated, session.retransmissions)
+    raise TftpError("unreachable")  # pragma: no cover
+
+
+def download(
+    host: str, port: int, remote: str, write: Callable[[bytes], object], *, mode: str = "octet",
+    blksize: int | None = None, windowsize: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+    tsize: bool = True, progress: Progress | None = None,
+) -> TransferResult:
+    """RRQ ``remote``; every payload (decoded when netascii) goes to ``write``."""
+    options = request_options(blksize=blksize, windowsize=windowsize,
+                              timeout=_option_timeout(timeout), tsize=0 if tsize else None)
+
+    def make(request: bytes, opts: dict[str, str], settings: Settings) -> Receiver:
+        sink = write
+        if mode == "netascii":
+            decoder = netascii.Decoder()
+            holder["decoder"] = decoder
+
+            def sink(payload: bytes) -> None:
+                write(decoder.feed(payload))
+        return Receiver(sink, settings, time.monotonic(), request=request, requested=opts)
+
+    holder: dict[str, netascii.Decoder] = {}
+    result = _transfer(host, port, make, P.RRQ, remote, mode, options, timeout, progress)
+    if "decoder" in holder:
+        tail = holder["decoder"].flush()
+        if tail:
+            write(tail)
+    return result
+
+
+def upload(
+    host: str, port: int, fd: int, remote: str, *, mode: str = "octet",
+    blksize: int | None = None, windowsize: int | None = None, timeout: float = DEFAULT_TIMEOUT,
+    tsize: bool = True, progress: Progress | None = None,
+) -> TransferResult:
+    """WRQ ``remote`` with the contents of the open descriptor ``fd``."""
+    size: int | None = None
+    if tsize:
+        size = netascii_size(fd) if mode == "netascii" else os.fstat(fd).st_size
+    options = request_options(blksize=blksize, windowsize=windowsize, timeout=_option_timeout(timeout), tsize=size)
+
+    def make(request: bytes, opts: dict[str, str], settings: Settings) -> Sender:
+        holder: dict[str, object] = {}
+
+        class _Lazy:
+            """The block size is only known after the server's reply."""
+
+            def block(self, index: int) -> bytes:
+                src = holder.get("src")
+                if src is None or src.blksize != session.blksize:  # type: ignore[attr-defined]
+                    src = holder["src"] = (NetasciiSource if mode == "netascii" else OctetSource)(fd, session.blksize)
+                return src.block(index)  # type: ignore[attr-defined]
+
+            def release(self, below: int) -> None:
+                src = holder.get("src")
+                if src is not None:
+                    src.release(below)  # type: ignore[attr-defined]
+
+        session = Sender(_Lazy(), settings, time.monotonic(), request=request, requested=opts)
+        if size is not None:
+            session.expected_size = size
+        return session
+
+    return _transfer(host, port, make, P.WRQ, remote, mode, options, timeout, progress)
+
+
+def _option_timeout(timeout: float) -> int | None:
+    """Only send the timeout option when it differs from the usual 1 s default."""
+    if timeout == DEFAULT_TIMEOUT:
+        return None
+    return max(1, min(255, round(timeout)))
+
+
+def get_file(host: str, port: int, remote: str, local: str, **kwargs: object) -> TransferResult:
+    """Download into ``local`` through a temporary file renamed on success."""
+    directory = os.path.dirname(os.path.abspath(local))
+    fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(local)}.", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
+            result = download(host, port, remote, out.write, **kwargs)  # type: ignore[arg-type]
+        os.chmod(temp, 0o644 & ~_umask())
+        os.replace(temp, local)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    return result
+
+
+def put_file(host: str, port: int, local: str, remote: str, **kwargs: object) -> TransferResult:
+    fd = os.open(local, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return upload(host, port, fd, remote, **kwargs)  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,76 @@
+"""Block sources over an open file descriptor, for ``session.Sender``.
+
+They only read the descriptor they are given (no sockets, no clock), so the
+server and the client share them.  ``OctetSource`` reads with ``os.pread``:
+random access, so a retransmission simply re-reads its block and nothing is
+cached.  ``NetasciiSource`` encodes in order (the encoding shifts offsets)
+and keeps blocks until the sender releases them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from inetkit.proto.tftp import netascii
+
+
+class OctetSource:
+    """Block ``i`` (1-based) is bytes ``(i-1)*blksize .. i*blksize`` of the file."""
+
+    __slots__ = ("fd", "blksize")
+
+    def __init__(self, fd: int, blksize: int) -> None:
+        self.fd = fd
+        self.blksize = blksize
+
+    def block(self, index: int) -> bytes:
+        return os.pread(self.fd, self.blksize, (index - 1) * self.blksize)
+
+    def release(self, below: int) -> None:
+        pass
+
+
+class NetasciiSource:
+    """Blocks of the netascii encoding of the file (read from its start)."""
+
+    def __init__(self, fd: int, blksize: int) -> None:
+        self.fd = fd
+        self.blksize = blksize
+        self._blocks: dict[int, bytes] = {}
+        self._made = 0
+        self._offset = 0
+        self._pending = b""
+        self._eof = False
+
+    def block(self, index: int) -> bytes:
+        while index > self._made:
+            while len(self._pending) < self.blksize and not self._eof:
+                raw = os.pread(self.fd, max(65536, self.blksize), self._offset)
+                if not raw:
+                    self._eof = True
+                else:
+                    self._offset += len(raw)
+                    self._pending += netascii.encode(raw)
+            self._made += 1
+            self._blocks[self._made] = self._pending[: self.blksize]
+            self._pending = self._pending[self.blksize :]
+        return self._blocks[index]
+
+    def release(self, below: int) -> None:
+        for i in [i for i in self._blocks if i < below]:
+            del self._blocks[i]
+
+
+def netascii_size(fd: int, limit: int | None = None) -> int | None:
+    """Size of the netascii encoding of the whole file (for tsize); None when
+    the file is larger than ``limit`` bytes (the scan would take too long)."""
+    total = 0
+    offset = 0
+    while True:
+        chunk = os.pread(fd, 1 << 20, offset)
+        if not chunk:
+            return total
+        offset += len(chunk)
+        if limit is not None and offset > limit:
+            return None
+        total += netascii.encoded_size(chunk)

@@ -1,0 +1,495 @@
+"""The ``tftp`` service: a TFTP server (RFC 1350, 2347, 2348, 2349, 7440).
+
+The listening socket only takes requests (RRQ/WRQ).  Each accepted request
+gets its own UDP socket, i.e. its own TID (RFC 1350 section 4), driven by an
+``asyncio.DatagramProtocol`` that feeds the sans-IO session of
+``inetkit.proto.tftp.session`` and keeps one lazily re-armed timer, so many
+transfers run side by side in one event loop, each with its own timers.
+
+Safety (what is refused, and with which ERROR code):
+
+- paths are confined to ``root``: absolute names, ``..`` components and
+  symlinks resolving outside the root get ERROR 2; so do directories,
+  devices, FIFOs and sockets (only regular files are served);
+- writes (WRQ) are refused with ERROR 2 unless ``allow_create``; an existing
+  file is never replaced (ERROR 6) unless ``allow_overwrite``;
+- an upload larger than ``max_size`` (announced by tsize, or seen while
+  receiving) gets ERROR 3;
+- an upload goes to a hidden temporary file next to its target and is
+  renamed into place only after the last block arrived; a broken upload
+  (timeout, ERROR from the client, size cap, server stop) leaves nothing;
+- at most ``max_per_source`` concurrent transfers per client address
+  (ERROR 0 beyond); a retransmitted request from a client that already has
+  a transfer is ignored (its transfer answers it);
+- a packet from an unknown TID gets ERROR 5 and the transfer carries on.
+
+``root`` empty (the default) means a per-user data directory,
+``$XDG_DATA_HOME/inetkit/tftp`` (``~/.local/share/inetkit/tftp``), created
+on start, so a plain install serves something harmless out of the box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import secrets
+import socket
+import stat
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from inetkit.errors import RemoteProtocolError
+from inetkit.proto.tftp import netascii
+from inetkit.proto.tftp import packets as P
+from inetkit.proto.tftp.options import Limits, TsizeTooLarge, negotiate
+from inetkit.proto.tftp.packets import MAX_BLKSIZE
+from inetkit.proto.tftp.session import Abort, Receiver, Sender
+from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_size
+from inetkit.services.base import Service, ServiceContext, is_reflection_risk
+from inetkit.services.options import Option, non_negative, positive
+
+#: socket buffers asked for per transfer: a window of 16 x 64 KiB blocks must fit
+SOCKET_BUFFER = 4 * 1024 * 1024
+#: netascii tsize needs a full scan of the file; beyond this size we leave tsize out
+NETASCII_TSIZE_SCAN_LIMIT = 64 * 1024 * 1024
+
+
+def default_root() -> Path:
+    """``$XDG_DATA_HOME/inetkit/tftp`` or ``~/.local/share/inetkit/tftp``."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "inetkit" / "tftp"
+
+
+class Refused(Exception):
+    """A request we turn down with ERROR ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+def resolve_path(root: str, filename: str) -> str:
+    """The real path of ``filename`` inside ``root`` (itself a realpath), or Refused.
+
+    Refuses absolute names, any ``..`` component (with / or \\ separators) and
+    names whose symlinks lead outside the root.  The target need not exist.
+    """
+    if "\0" in filename or not filename:
+        raise Refused(P.ERR_ACCESS, "invalid file name")
+    if filename.startswith(("/", "\\")) or (len(filename) > 1 and filename[1] == ":"):
+        raise Refused(P.ERR_ACCESS, f"absolute path {filename!r} refused: names are relative to the TFTP root")
+    parts = filename.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise Refused(P.ERR_ACCESS, f"'..' in {filename!r} refused: names must stay inside the TFTP root")
+    real = os.path.realpath(os.path.join(root, filename))
+    if real != root and not real.startswith(root + os.sep):
+        raise Refused(P.ERR_ACCESS, f"{filename!r} leads outside the TFTP root (symlink)")
+    return real
+
+
+class _Upload:
+    """The temporary file of a WRQ, committed by rename when complete."""
+
+    def __init__(self, final: str, netascii_mode: bool, max_size: int | None, overwrite: bool) -> None:
+        self.final = final
+        self.overwrite = overwrite
+        self.max_size = max_size
+        directory, base = os.path.split(final)
+        self.temp = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tftp-part")
+        fd = os.open(self.temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.size = 0
+        self.decoder = netascii.Decoder() if netascii_mode else None
+        self.done = False
+
+    def write(self, payload: bytes) -> None:
+        if self.decoder is not None:
+            payload = self.decoder.feed(payload)
+        self.size += len(payload)
+        if self.max_size is not None and self.size > self.max_size:
+            raise Abort(P.ERR_DISK_FULL, f"file exceeds the server's limit of {self.max_size} bytes")
+        self.file.write(payload)
+
+    def commit(self) -> None:
+        """Put the file in place (no-clobber unless overwrite); raises Refused."""
+        if self.decoder is not None:
+            self.file.write(self.decoder.flush())
+        self.file.close()
+        try:
+            if self.overwrite:
+                os.replace(self.temp, self.final)
+            else:
+                os.link(self.temp, self.final)  # atomic, fails if a file appeared meanwhile
+                os.unlink(self.temp)
+        except FileExistsError:
+            self.discard()
+            raise Refused(P.ERR_EXISTS, "file already exists") from None
+        except OSError as exc:
+            self.discard()
+            raise Refused(P.ERR_ACCESS, f"cannot store file: {exc.strerror}") from None
+        self.done = True
+
+    def discard(self) -> None:
+        if not self.file.closed:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        try:
+            os.unlink(self.temp)
+        except FileNotFoundError:
+            pass
+
+
+class _Transfer(asyncio.DatagramProtocol):
+    """One transfer on its own socket (TID): session + timer + file."""
+
+    def __init__(self, service: TftpService, peer: Any, session: Sender | Receiver, what: str,
+                 fd: int | None = None, upload: _Upload | None = None) -> None:
+        self.service = service
+        self.peer = peer
+        self.session = session
+        self.what = what
+        self.fd = fd
+        self.upload = upload
+        self.transport: asyncio.DatagramTransport | None = None
+        self._sendto: Callable[..., None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = 0.0
+        self.started = time.monotonic()
+        self.closed = False
+        self.loop = asyncio.get_running_loop()
+
+    # -- asyncio callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._sendto = transport.sendto  # type: ignore[attr-defined]
+        now = time.monotonic()
+        self._send(self.session.start(now))
+        self._after(now)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if addr != self.peer:
+            if not is_reflection_risk(addr[:2]):
+                self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)  # type: ignore[misc]
+            return
+        now = time.monotonic()
+        out = self.session.receive(data, now)
+        if self.session.complete and self.upload is not None and not self.upload.done:
+            out = self._commit(out)
+        if out:
+            sendto = self._sendto
+            peer = self.peer
+            for datagram in out:
+                sendto(datagram, peer)  # type: ignore[misc]
+        self._after(now)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable: the client is gone; the retry budget ends the transfer
+        pass
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------
+    def _send(self, out: list[bytes]) -> None:
+        if self._sendto is None:
+            return
+        for datagram in out:
+            self._sendto(datagram, self.peer)
+
+    def _commit(self, out: list[bytes]) -> list[bytes]:
+        assert self.upload is not None
+        try:
+            self.upload.commit()
+        except Refused as exc:
+            return self.session.abort(exc.code, exc.message)
+        return out
+
+    def _after(self, now: float) -> None:
+        session = self.session
+        if session.finished:
+            self.close()
+            return
+        due = session.deadline
+        if due is None:
+            return
+        # lazy timer: re-arm only when the deadline moved earlier; a timer that
+        # fires early re-arms itself (saves a TimerHandle per packet)
+        if self._timer is None or due < self._timer_due - 0.0002:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_due = due
+            self._timer = self.loop.call_later(max(0.0, due - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = time.monotonic()
+        due = self.session.next_deadline()
+        if due is not None and now >= due:
+            out = self.session.on_timer(now)
+            self._send(out)
+        self._after(now)
+
+    def close(self, reason: str | None = None) -> None:
+        """Release everything; an unfinished upload is discarded."""
+        if self.closed:
+            return
+        if reason is not None and not self.session.finished:
+            self._send(self.session.abort(P.ERR_UNDEFINED, reason))
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.transport is not None:
+            self.transport.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.upload is not None and not self.upload.done:
+            self.upload.discard()
+        self.service._finished(self)
+
+
+class _Listener(asyncio.DatagramProtocol):
+    """The well-known port: requests in, errors out, transfers started."""
+
+    def __init__(self, service: TftpService) -> None:
+        self.service = service
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            self.service._request(data, addr, self)
+        except Exception as exc:  # one bad request never stops the service
+            self.service.ctx.log.warning("tftp: request from %s failed: %r", addr, exc)
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+    def reply_error(self, addr: Any, code: int, message: str) -> None:
+        if self.transport is not None:
+            self.transport.sendto(P.encode_error(code, message), addr)
+
+
+def _check_limit(name: str, low: int, high: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"{name} must be {low}..{high}"
+    return check
+
+
+class TftpService(Service):
+    name = "tftp"
+    summary = "TFTP server: RFC 1350 + options (blksize, tsize, timeout, windowsize), confined root"
+    transports = frozenset({"udp"})
+    udp_models = frozenset({"datagram"})
+    udp_default_model = "datagram"
+    OPTIONS = {
+        "root": Option(str, "", help="directory served (empty: $XDG_DATA_HOME/inetkit/tftp, created on start)"),
+        "allow_create": Option(bool, False, help="accept uploads (WRQ) of new files"),
+        "allow_overwrite": Option(bool, False, help="let an upload replace an existing file"),
+        "max_size": Option(int, 1 << 30, help="largest upload in bytes (0: no limit)", check=non_negative),
+        "max_blksize": Option(int, MAX_BLKSIZE, help="largest blksize granted (8..65464)", check=_check_limit("max_blksize", 8, MAX_BLKSIZE)),
+        "max_windowsize": Option(int, 64, help="largest windowsize granted (1..65535)", check=_check_limit("max_windowsize", 1, 65535)),
+        "max_per_source": Option(int, 32, help="concurrent transfers per client address", check=positive),
+        "timeout": Option(float, 1.0, help="initial retransmission timeout in seconds (a client's timeout option overrides it)", check=positive),
+    }
+
+    def __init__(self, options: Any = None, where: str = "options") -> None:
+        super().__init__(options, where)
+        o = self.options
+        self.limits = Limits(max_blksize=o.max_blksize, max_windowsize=o.max_windowsize,
+                             default_timeout=o.timeout, max_size=o.max_size or None)
+        self.root = ""
+        self.transfers: dict[Any, _Transfer] = {}
+        self.per_source: dict[str, int] = {}
+        self.ctx: ServiceContext = None  # type: ignore[assignment]
+        self.completed = 0
+        self.failed = 0
+
+    def prepare_root(self) -> str:
+        """Resolve (and for the default, create) the root; returns its real path."""
+        root = Path(self.options.root).expanduser() if self.options.root else default_root()
+        if not self.options.root:
+            root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            from inetkit.errors import ConfigError
+            raise ConfigError(f"TFTP root {str(root)!r} is not a directory", "options: root")
+        self.root = os.path.realpath(root)
+        return self.root
+
+    async def serve_udp(self, sock: socket.socket, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.prepare_root()
+        ctx.log.info("tftp: serving %s (create=%s, overwrite=%s)", self.root, self.options.allow_create, self.options.allow_overwrite)
+        loop = asyncio.get_running_loop()
+        self._local = sock.getsockname()
+        self._family = sock.family
+        transport, self._listener = await loop.create_datagram_endpoint(lambda: _Listener(self), sock=sock)
+        try:
+            await asyncio.Future()  # until cancelled
+        finally:
+            for transfer in list(self.transfers.values()):
+                transfer.close("server shutting down")
+            transport.close()
+
+    async def aclose(self) -> None:
+        for transfer in list(self.transfers.values()):
+            transfer.close("server shutting down")
+
+    # -- requests ---------------------------------------------------------------------------
+    def _request(self, data: bytes, addr: Any, listener: _Listener) -> None:
+        if is_reflection_risk(addr[:2]):
+            return
+        try:
+            packet = P.decode(data)
+        except RemoteProtocolError as exc:
+            listener.reply_error(addr, exc.code or P.ERR_ILLEGAL, str(exc))
+            return
+        if isinstance(packet, P.Error):
+            return  # never answer an error
+        if not isinstance(packet, P.Request):
+            listener.reply_error(addr, P.ERR_ILLEGAL, f"expected RRQ or WRQ on this port, got {P.OPCODE_NAMES[data[1]]}")
+            return
+        if addr in self.transfers:
+            return  # the client retransmitted its request: its transfer is answering
+        host = addr[0]
+        if self.per_source.get(host, 0) >= self.options.max_per_source:
+            listener.reply_error(addr, P.ERR_UNDEFINED, f"too many concurrent transfers from {host} (limit {self.options.max_per_source})")
+            return
+        try:
+            self._start(packet, addr)
+        except Refused as exc:
+            self.ctx.log.info("tftp: %s %r from %s refused: %s", P.OPCODE_NAMES[packet.opcode], packet.filename, host, exc.message)
+            listener.reply_error(addr, exc.code, exc.message)
+        except TsizeTooLarge as exc:
+            listener.reply_error(addr, P.ERR_DISK_FULL, str(exc))
+
+    def _start(self, request: P.Request, addr: Any) -> None:
+        if request.mode == "mail":
+            raise Refused(P.ERR_ILLEGAL, "mail mode is not supported")
+        path = resolve_path(self.root, request.filename)
+        ascii_mode = request.mode == "netascii"
+        now = time.monotonic()
+        fd: int | None = None
+        upload: _Upload | None = None
+        if request.opcode == P.RRQ:
+            fd, size = self._open_read(path)
+            try:
+                wire_size: int | None = size
+                if ascii_mode:
+                    wire_size = netascii_size(fd, NETASCII_TSIZE_SCAN_LIMIT) if "tsize" in request.options else None
+                oack, settings = negotiate(request.options, self.limits, is_read=True, file_size=wire_size)
+                source = NetasciiSource(fd, settings.blksize) if ascii_mode else OctetSource(fd, settings.blksize)
+                session: Sender | Receiver = Sender(source, settings, now, first=P.encode_oack(oack) if oack else None)
+                transfer = _Transfer(self, addr, session, f"RRQ {request.filename!r}", fd=fd)
+            except BaseException:
+                os.close(fd)
+                raise
+        else:
+            oack, settings = negotiate(request.options, self.limits, is_read=False)
+            upload = self._open_write(path, ascii_mode)
+            dally = min(10.0, 2 * settings.timeout)
+            session = Receiver(upload.write, settings, now, first=P.encode_oack(oack) if oack else None, dally=dally)
+            transfer = _Transfer(self, addr, session, f"WRQ {request.filename!r}", upload=upload)
+        self.transfers[addr] = transfer
+        self.per_source[addr[0]] = self.per_source.get(addr[0], 0) + 1
+        asyncio.get_running_loop().create_task(self._open_socket(transfer))
+
+    async def _open_socket(self, transfer: _Transfer) -> None:
+        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        try:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+                except OSError:
+                    pass
+            sock.bind((self._local[0], 0))
+            sock.setblocking(False)
+            await asyncio.get_running_loop().create_datagram_endpoint(lambda: transfer, sock=sock)
+        except BaseException as exc:
+            sock.close()
+            transfer.close()
+            if not isinstance(exc, Exception):
+                raise
+            self.ctx.log.warning("tftp: cannot open a transfer socket: %s", exc)
+
+    def _open_read(self, path: str) -> tuple[int, int]:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            raise Refused(P.ERR_NOT_FOUND, "file not found") from None
+        except OSError as exc:
+            raise Refused(P.ERR_ACCESS, f"cannot read file: {exc.strerror}") from None
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise Refused(P.ERR_ACCESS, f"refused: {kind}")
+        try:
+            # O_NONBLOCK: a FIFO swapped in after the stat cannot hang us; fstat re-checks
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise Refused(P.ERR_NOT_FOUND, "file not found") from None
+        except OSError as exc:
+            raise Refused(P.ERR_ACCESS, f"cannot read file: {exc.strerror}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise Refused(P.ERR_ACCESS, "refused: not a regular file")
+        return fd, info.st_size
+
+    def _open_write(self, path: str, ascii_mode: bool) -> _Upload:
+        if not self.options.allow_create:
+            raise Refused(P.ERR_ACCESS, "uploads are disabled on this server (allow_create is off)")
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise Refused(P.ERR_NOT_FOUND, "no such directory on the server")
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError:
+            info = None
+        if info is not None:
+            if not stat.S_ISREG(info.st_mode):
+                raise Refused(P.ERR_ACCESS, "refused: the target is not a regular file")
+            if not self.options.allow_overwrite:
+                raise Refused(P.ERR_EXISTS, "file already exists (allow_overwrite is off)")
+        try:
+            return _Upload(path, ascii_mode, self.limits.max_size, self.options.allow_overwrite)
+        except OSError as exc:
+            code = P.ERR_DISK_FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else P.ERR_ACCESS
+            raise Refused(code, f"cannot create file: {exc.strerror}") from None
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _finished(self, transfer: _Transfer) -> None:
+        if self.transfers.get(transfer.peer) is transfer:
+            del self.transfers[transfer.peer]
+            host = transfer.peer[0]
+            left = self.per_source.get(host, 1) - 1
+            if left > 0:
+                self.per_source[host] = left
+            else:
+                self.per_source.pop(host, None)
+        session = transfer.session
+        elapsed = max(1e-6, time.monotonic() - transfer.started)
+        peer = f"{transfer.peer[0]}:{transfer.peer[1]}"
+        stats = self.ctx.stats if self.ctx is not None else {}
+        if session.complete:
+            self.completed += 1
+            stats["tftp_ok"] = stats.get("tftp_ok", 0) + 1
+            if self.ctx is not None:
+                self.ctx.log.info("tftp: %s with %s: %d bytes in %.3f s (%.1f MiB/s, %d retransmissions)",
+                                  transfer.what, peer, session.bytes, elapsed, session.bytes / elapsed / 1048576,
+                                  session.retransmissions)
+        else:
+            self.failed += 1
+            stats["tftp_failed"] = stats.get("tftp_failed", 0) + 1
+            if self.ctx is not None:
+                why = session.failure.describe() if session.failure else "closed"
+                self.ctx.log.info("tftp: %s with %s failed after %d bytes: %s", transfer.what, peer, session.bytes, why)
