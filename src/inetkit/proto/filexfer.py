@@ -559,6 +559,8 @@ class ServerTransfer(_Machine):
         return b"READY %d\n" % offset
 
     def body_sent(self, n: int) -> None:
+        if n == 0 and self.body_remaining == 0:
+            return  # an empty body: nothing to count, in any state
         self._expect(State.BODY)
         if not isinstance(self.request, GetRequest) or not 0 <= n <= self.body_remaining:
             raise LocalProtocolError("body_sent out of range")
@@ -567,6 +569,8 @@ class ServerTransfer(_Machine):
             self.state = State.DONE
 
     def body_received(self, n: int) -> None:
+        if n == 0 and self.body_remaining == 0:
+            return  # an empty body: nothing to count, in any state
         self._expect(State.BODY)
         if not isinstance(self.request, PutRequest) or not 0 <= n <= self.body_remaining:
             raise LocalProtocolError("body_received out of range (read at most body_remaining)")
