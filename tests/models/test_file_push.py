@@ -1,0 +1,97 @@
+"""The ``file-push`` service (lecture 004) on real loopback sockets.
+
+Send the file, half-close, read the reply: byte-identical files of the edge
+sizes under every model, the client's "Thank you" read and logged (capped),
+and a file that cannot be sent gives the client an error, not an empty file.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from inetkit.clients.files import TransferError
+from inetkit.clients.push import push_get
+from inetkit.services.file_push import sample_path
+from inetkit.testing.net import connect, recv_all
+from inetkit.testing.running import running_service
+
+MODELS = ["async", "iterative", "thread", "fork"]
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def push_log() -> Iterator[_Records]:
+    logger = logging.getLogger("inetkit.file-push")
+    handler = _Records()
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_push_is_byte_identical(model: str, tmp_path: Path, push_log: _Records) -> None:
+    src = tmp_path / "src"
+    out = tmp_path / "out"
+    src.write_bytes(b"")
+    with running_service("file-push", model=model, options={"path": str(src)}) as service:
+        for size in (0, 1, 65536, 1 << 20):
+            # the service opens the file per connection, so each size is a new file
+            data = random.Random(size).randbytes(size)
+            src.write_bytes(data)
+            assert push_get(*service.address, str(out)) == size
+            assert out.read_bytes() == data and not Path(str(out) + ".part").exists()
+    # the service logs after reading the reply, which may be after push_get
+    # returned; the service has stopped (and logged) by now
+    if model != "fork":  # a forked child logs in its own process
+        for size in (0, 1, 65536, 1 << 20):
+            assert any(f"sent {size} bytes" in m and "reply 'Thank you'" in m for m in push_log.messages)
+
+
+def test_half_close_then_reply_on_a_raw_socket(tmp_path: Path, push_log: _Records) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(b"abc" * 1000)
+    with running_service("file-push", options={"path": str(src), "reply_max": 16}) as service:
+        with connect(service.address) as sock:
+            assert recv_all(sock) == b"abc" * 1000  # EOF: the server half-closed
+            sock.sendall(b"x" * 100)  # longer than reply_max: read up to the cap only
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(10) == b""
+    assert any("reply 'xxxxxxxxxxxxxxxx'" in m for m in push_log.messages), push_log.messages
+
+
+def test_default_file_ships_with_the_package(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with running_service("file-push") as service:
+        push_get(*service.address, str(out))
+    assert out.read_bytes() == Path(sample_path()).read_bytes() and b"file-push" in out.read_bytes()
+
+
+@pytest.mark.parametrize("model", ["async", "thread"])
+def test_unreadable_file_is_an_error_not_an_empty_file(model: str, tmp_path: Path, push_log: _Records) -> None:
+    out = tmp_path / "out"
+    with running_service("file-push", model=model, options={"path": str(tmp_path / "missing")}) as service:
+        with pytest.raises(TransferError):
+            push_get(*service.address, str(out))
+        with pytest.raises(TransferError):  # and the daemon still answers
+            push_get(*service.address, str(out))
+    assert not out.exists() and not Path(str(out) + ".part").exists()
+    assert any("cannot open" in m for m in push_log.messages)
