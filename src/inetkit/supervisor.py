@@ -421,6 +421,11 @@ class Supervisor:
             # worker models: their worker got ``grace`` (+ a moment) before SIGKILL
             await asyncio.wait(tasks, timeout=KILL_DELAY + 3.0)
         await asyncio.sleep(0)  # let aborted transports report connection_lost
+        # exec'd children whose waiter was cancelled (UDP wait model) are
+        # terminated and reaped here: no zombie outlives the daemon's stop
+        from inetkit.models.forkexec import reap_orphans
+
+        await reap_orphans(grace=KILL_DELAY)
         for bound in everything:
             if bound.runtime.service is not None:
                 try:

@@ -146,9 +146,10 @@ def test_no_zombie_after_many_exec_connections() -> None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
+            fields = stat.rsplit(")", 1)[1].split()
             if int(fields[1]) == me and fields[0] == "Z":
-                zombies.append(entry.name)
+                zombies.append(stat.split(")", 1)[0])
     assert zombies == []

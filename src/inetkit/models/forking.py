@@ -143,14 +143,20 @@ async def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
         proc.send_signal(signal.SIGTERM)
     except ProcessLookupError:
         return
+    # one waiter task, cancelled and awaited if it times out: nothing is left
+    # pending on the loop (a shielded wait_for would leave its inner task behind)
+    waiter = asyncio.ensure_future(wait_exit(proc))
     try:
-        await asyncio.wait_for(asyncio.shield(wait_exit(proc)), grace + 2.0)
-    except (TimeoutError, asyncio.CancelledError):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the worker and its forked children
-        except OSError:
-            proc.kill()
-        proc.wait()
+        await asyncio.wait({waiter}, timeout=grace + 2.0)
+    finally:
+        if not waiter.done():
+            waiter.cancel()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # the worker and its forked children
+            except OSError:
+                proc.kill()
+            await asyncio.gather(waiter, return_exceptions=True)
+            proc.wait()
 
 
 async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
