@@ -1,0 +1,82 @@
+"""Connection rate: daytime over short connections (connect, read the line
+to EOF, close), 10 clients back to back.
+
+Subjects: inetkit's internal daytime under async (connection log off, and on:
+the log written to a file, as a daemon's is), fork and exec (``/bin/date``,
+like socat's), xinetd's internal daytime, a bare uvloop daytime Protocol
+server, ``socketserver.ForkingTCPServer`` and ``socat fork`` + ``EXEC:date``.
+Targets: issue 2, async server CPU per connection <= 1x xinetd's and fork
+>= 2x ForkingTCPServer's connections/s; issue 3, per-connection logging
+costs <= 5% of the connection rate.
+"""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import ExitStack
+
+from bench.harness import Context, alternate, say, start_all
+from bench.load import run_load
+from bench.servers import start_inetkit, start_reference, start_socat, start_xinetd
+from bench.stats import fmt_number, ratio
+
+NAME = "connrate"
+CLIENTS = 10
+
+
+def run(ctx: Context) -> None:
+    duration = ctx.pick(1.5, 3.0)
+    runs = ctx.runs(3, 5)
+    daytime = {"proto": "tcp", "handler": "daytime"}
+    date = shutil.which("date") or "/bin/date"
+    starters = {
+        "inetkit async": lambda: start_inetkit("daytime-async", {"daytime": {**daytime, "model": "async"}}),
+        "inetkit async +log": lambda: start_inetkit("daytime-async-log", {"daytime": {**daytime, "model": "async"}},
+                                                    connection_log=True),
+        "inetkit fork": lambda: start_inetkit("daytime-fork", {"daytime": {**daytime, "model": "fork"}}),
+        "inetkit exec date": lambda: start_inetkit("daytime-exec", {"date": {"proto": "tcp", "model": "exec",
+                                                                             "program": [date]}}),
+        "xinetd internal": lambda: start_xinetd("xinetd", "daytime-stream"),
+        "bare uvloop": lambda: start_reference("bare uvloop", "daytime-uvloop"),
+        "ForkingTCPServer": lambda: start_reference("ForkingTCPServer", "daytime-forking"),
+        "socat fork+exec date": lambda: start_socat("socat", f"EXEC:{date}"),
+    }
+    rate = ctx.measurement(NAME, "connections/s", "conn/s", reference="xinetd internal")
+    cpu = ctx.measurement(NAME, "server CPU per connection", "µs", reference="xinetd internal", higher_is_better=False)
+    client = ctx.measurement(NAME, "client CPU per connection", "µs")
+    with ExitStack() as stack:
+        servers = start_all(stack, ctx, NAME, starters)
+        params = {"host": "127.0.0.1", "expect": 1}
+        for label, server in servers.items():
+            run_load("connect", {**params, "port": server.port}, CLIENTS, 0.3, server)
+
+        def measure(_run: int, label: str) -> None:
+            server = servers[label]
+            r = run_load("connect", {**params, "port": server.port}, CLIENTS, duration, server)
+            rate.add(label, r.rate)
+            cpu.add(label, r.server_cpu * 1e6 / r.ops if r.ops else None)
+            client.add(label, r.client_cpu * 1e6 / r.ops if r.ops else None)
+            if r.errors:
+                ctx.note(NAME, f"{label}: {r.errors} failed connections in one run.")
+            say(f"  {label}: {r.rate:.0f} conn/s, server {r.server_cpu * 1e6 / max(r.ops, 1):.1f} µs/conn, "
+                f"{r.errors} errors")
+
+        alternate(ctx, list(servers), runs, measure, NAME)
+
+    def med(m, label):  # type: ignore[no-untyped-def]
+        s = m.summary(label)
+        return s.median if s else None
+
+    ctx.target(2, "daytime short conns: async server CPU per connection vs xinetd internal", "<=", 1.0,
+               ratio(med(cpu, "inetkit async"), med(cpu, "xinetd internal")),
+               detail=f"{fmt_number(med(cpu, 'inetkit async'))} µs vs {fmt_number(med(cpu, 'xinetd internal'))} µs")
+    ctx.target(2, "daytime short conns: fork connections/s vs socketserver.ForkingTCPServer", ">=", 2.0,
+               ratio(med(rate, "inetkit fork"), med(rate, "ForkingTCPServer")),
+               detail=f"{fmt_number(med(rate, 'inetkit fork'))}/s vs {fmt_number(med(rate, 'ForkingTCPServer'))}/s")
+    on, off = med(rate, "inetkit async +log"), med(rate, "inetkit async")
+    cost = (1 - on / off) * 100 if on and off else None
+    ctx.target(3, "per-connection logging: connection rate lost with the log on (async daytime)", "<=", 5.0, cost,
+               unit="%", detail=f"{fmt_number(on)}/s with, {fmt_number(off)}/s without")
+    ctx.note(NAME, f"{CLIENTS} client processes, each a blocking connect/read-to-EOF/close loop; "
+                   f"{duration:g} s per run, {runs} runs per subject, alternated; unpinned. "
+                   "The log-on run writes inetkit's one line per connection to a file.")
