@@ -64,7 +64,10 @@ def main(argv: list[str]) -> int:
             return 1
     peer = f"{os.environ.get('TCPREMOTEIP', '?')}:{os.environ.get('TCPREMOTEPORT', '?')}"
     # the seed's line, "@@ [bit] from client : %s", plus who sent it
-    print(f"@@ [bit] from client {peer} : {text.decode('utf-8', 'replace')}{note}", file=sys.stderr, flush=True)
+    # escaped: the client's bytes must not forge daemon log lines (stderr is the log)
+    from inetkit.logs import printable
+
+    print(f"@@ [bit] from client {peer} : {printable(text.decode('utf-8', 'replace'))}{note}", file=sys.stderr, flush=True)
     return 0
 
 
