@@ -290,3 +290,23 @@ def test_default_config_declares_the_seed_services() -> None:
     assert table[("hello", "udp")][:2] == (8081, "datagram")
     assert table[("han", "tcp")][:2] == (9003, "exec")
     assert table[("bit", "tcp")][:2] == (9004, "exec-fd")
+
+
+# -- our clients against our services, every allowed model ------------------------------------
+
+
+@pytest.mark.parametrize("model", GREETING_MODELS)
+def test_our_clients_against_our_services(model: str) -> None:
+    from inetkit.clients.echo import EchoClient
+    from inetkit.clients.greeting import greet
+    from inetkit.clients.hello import hello_tcp
+
+    with running_service("greeting", model=model, options={"message": "welcome to server"}) as svc:
+        result = greet(svc.address, SEED_HTTP, timeout=5)
+        assert result.welcome.text == b"welcome to server" and result.welcome.terminated
+    with running_service("hello", model=model) as svc:
+        assert hello_tcp(svc.address, timeout=5) == b"Hello from server"
+    with running_service("echo", model=model) as svc:
+        with EchoClient(svc.address, 5) as client:
+            assert client.exchange(b"x" * 100_000) == b"x" * 100_000  # recvn across many reads
+            assert client.exchange(b"again") == b"again"
