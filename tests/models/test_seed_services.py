@@ -9,7 +9,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -186,10 +186,9 @@ def test_linger_under_fork_keeps_the_child_alive_after_closing() -> None:
 
 @pytest.mark.parametrize("model", GREETING_MODELS)
 def test_hello_tcp_byte_exact_with_the_message_split(model: str) -> None:
-    with running_service("hello", model=model) as svc:
-        with connect(svc.address) as sock:
-            send_in_segments(sock, b"Hello from client", (3, 11))
-            assert recv_all(sock) == b"Hello from server"
+    with running_service("hello", model=model) as svc, connect(svc.address) as sock:
+        send_in_segments(sock, b"Hello from client", (3, 11))
+        assert recv_all(sock) == b"Hello from server"
 
 
 @pytest.mark.parametrize("model", ["async", "iterative"])

@@ -21,8 +21,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from inetkit.cli.common import EXIT_FAILURE, fail
 
@@ -284,7 +284,7 @@ def _greet(t: Transcript, daemon: Daemon, name: str, timeout: float, *, arrow: b
            text: str | None = None, on_welcome: Callable[[], None] | None = None, done: str = r"") -> None:
     from inetkit.clients.greeting import greet
     from inetkit.clients.simple import ClientError
-    from inetkit.proto.greeting import padded_message
+    from inetkit.proto.greeting import CMessage, padded_message
 
     host, port = _address(daemon, name)
     start = t.mark()
@@ -293,7 +293,7 @@ def _greet(t: Transcript, daemon: Daemon, name: str, timeout: float, *, arrow: b
     if arrow:
         t.client("==> create socket")
 
-    def welcome(message) -> None:  # type: ignore[no-untyped-def]
+    def welcome(message: CMessage) -> None:
         t.client(f"==>from server : {message.decoded()}" if arrow else f"** From server : {message.decoded()}")
         if on_welcome is not None:
             on_welcome()
@@ -319,9 +319,13 @@ def forking(t: Transcript, daemon: Daemon, timeout: float) -> None:
     t.header("== seed 000 §12-2-2: the concurrent server (greeting-fork, model fork) ==")
     t.header("   A child process per client; the tree below is taken while the client is connected.")
     _greet(t, daemon, "greeting-fork", timeout, text="I want a HTTP service",
-           on_welcome=lambda: (t.expect(r"greeting-fork \S+: send a message to client", 0, 1.0),
-                               _tree(t, daemon, "the fork worker and the child serving this client")),
+           on_welcome=lambda: _fork_tree(t, daemon),
            done=r"greeting-fork \S+ fork pid=")
+
+
+def _fork_tree(t: Transcript, daemon: Daemon) -> None:
+    t.expect(r"greeting-fork \S+: send a message to client", 0, 1.0)
+    _tree(t, daemon, "the fork worker and the child serving this client")
 
 
 def exec_han(t: Transcript, daemon: Daemon, timeout: float) -> None:

@@ -35,7 +35,12 @@ def run(args: argparse.Namespace) -> int:
     from inetkit.clients.greeting import greet
     from inetkit.clients.simple import ClientError
     from inetkit.errors import LocalProtocolError
-    from inetkit.proto.greeting import HTTP_REQUEST, TELNET_REQUEST, c_string, padded_message
+    from inetkit.proto.greeting import (
+        HTTP_REQUEST,
+        TELNET_REQUEST,
+        c_string,
+        padded_message,
+    )
 
     problem = check_port(args.port)
     if problem:

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from inetkit.cli.common import EXIT_FAILURE, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from inetkit.cli.common import (
+    EXIT_FAILURE,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    fail,
+)
 
 #: ClientError.kind -> exit code
 EXIT_CODES = {"refused": EXIT_UNAVAILABLE, "timeout": EXIT_TIMEOUT, "short": EXIT_FAILURE, "io": EXIT_FAILURE}

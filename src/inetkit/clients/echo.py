@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import socket
 
-from inetkit.clients.simple import DEFAULT_TIMEOUT, ClientError, describe, open_tcp, translate
+from inetkit.clients.simple import (
+    DEFAULT_TIMEOUT,
+    ClientError,
+    describe,
+    open_tcp,
+    translate,
+)
 
 
 def recvn(sock: socket.socket, n: int) -> bytes:

@@ -8,10 +8,16 @@ bytes (``send(sd, buf, sizeof(buf)+1, 0)`` in the seed), and closes.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from inetkit.clients.simple import DEFAULT_TIMEOUT, ClientError, describe, open_tcp, translate
+from inetkit.clients.simple import (
+    DEFAULT_TIMEOUT,
+    ClientError,
+    describe,
+    open_tcp,
+    translate,
+)
 from inetkit.proto.greeting import DEFAULT_CAP, CMessage, CStringReader
 
 _READ = 4096

@@ -8,11 +8,22 @@ so a reply split across segments is reassembled and EOF also ends it.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
-from inetkit.clients.simple import DEFAULT_TIMEOUT, ClientError, describe, open_tcp, translate
+from inetkit.clients.simple import (
+    DEFAULT_TIMEOUT,
+    ClientError,
+    describe,
+    open_tcp,
+    translate,
+)
 from inetkit.clients.udp import udp_exchange
-from inetkit.proto.hello import CLIENT_HELLO, HELLO_CAP, SERVER_HELLO, HelloMessageReader
+from inetkit.proto.hello import (
+    CLIENT_HELLO,
+    HELLO_CAP,
+    SERVER_HELLO,
+    HelloMessageReader,
+)
 
 
 def hello_tcp(address: tuple[str, int], message: bytes = CLIENT_HELLO, *, timeout: float = DEFAULT_TIMEOUT,

@@ -17,8 +17,8 @@ buffer without bound.  No sockets and no clock live here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from inetkit.errors import LocalProtocolError
 from inetkit.services.base import StreamSession

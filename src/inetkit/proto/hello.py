@@ -20,7 +20,7 @@ prints the text up to the NUL and answers ``Hello Client`` plus NUL.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from inetkit.services.base import StreamSession
 

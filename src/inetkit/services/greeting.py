@@ -20,7 +20,12 @@ import time
 from typing import Any
 
 from inetkit.io.blocking import drive_session
-from inetkit.proto.greeting import DEFAULT_CAP, ITERATIVE_GREETING, CMessage, GreetingServerSession
+from inetkit.proto.greeting import (
+    DEFAULT_CAP,
+    ITERATIVE_GREETING,
+    CMessage,
+    GreetingServerSession,
+)
 from inetkit.services.base import ConnectionContext, Service, StreamSession
 from inetkit.services.options import Option, non_negative, positive
 

@@ -13,7 +13,8 @@ Over UDP neither ever answers a source that could be spoofed for reflection
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from inetkit.proto.hello import (
     CLIENT_HELLO,
@@ -24,7 +25,12 @@ from inetkit.proto.hello import (
     datagram_text,
     message_text,
 )
-from inetkit.services.base import ConnectionContext, Service, StreamSession, is_reflection_risk
+from inetkit.services.base import (
+    ConnectionContext,
+    Service,
+    StreamSession,
+    is_reflection_risk,
+)
 from inetkit.services.options import Option
 
 
