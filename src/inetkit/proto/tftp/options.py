@@ -65,7 +65,8 @@ class TsizeTooLarge(RemoteProtocolError):
 
 def _int(text: str) -> int | None:
     text = text.strip()
-    if not text.isdigit() or len(text) > 12:
+    # isascii(): str.isdigit() is also true for "²" or "١", which int() refuses
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         return None
     return int(text)
 
