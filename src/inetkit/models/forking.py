@@ -166,12 +166,18 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
 # -- worker side (single-threaded, no event loop) -----------------------------------
 
 
-class _Stop(Exception):
-    pass
-
-
 def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0) -> int:
-    """The accept/fork loop.  Returns the process exit status."""
+    """The accept/fork loop.  Returns the process exit status.
+
+    Signal handlers only set a flag: the loop sleeps in ``select`` on the
+    listener and a wakeup pipe (``signal.set_wakeup_fd``), so SIGTERM and
+    SIGCHLD wake it, and reaping and logging happen in the loop itself.
+    (Raising from a handler could land anywhere, e.g. inside the logging
+    module's lock, or between ``waitpid`` and the bookkeeping of the reaped
+    child, and the worker then hung instead of draining.)
+    """
+    import select
+
     from inetkit.io.addresses import plain_address
     from inetkit.services.base import ConnectionContext
 
@@ -179,7 +185,8 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
     assert service is not None
     children: dict[int, tuple[ConnectionContext, float]] = {}
     max_children = rt.config.max_children
-    listener.setblocking(True)
+    listener.setblocking(False)
+    stopping = False
 
     def reap(block: bool = False) -> None:
         while children:
@@ -200,27 +207,51 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
             block = False
 
     def on_sigchld(signum: int, frame: object) -> None:
-        reap()
+        pass  # the wakeup fd wakes the loop, which reaps
 
     def on_stop(signum: int, frame: object) -> None:
-        raise _Stop()
+        nonlocal stopping
+        stopping = True
 
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, on_sigchld)
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
+
+    def wait(watch: list[int], timeout: float | None) -> list[int]:
+        readable, _, _ = select.select([wake_r, *watch], [], [], timeout)
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        return readable
+
     backoff = 0.01
     try:
-        while True:
-            while len(children) >= max_children:
-                reap(block=True)
+        while not stopping:
+            reap()
+            if len(children) >= max_children:
+                wait([], 1.0)  # full: clients wait in the backlog until a child exits
+                continue
+            if listener.fileno() not in wait([listener.fileno()], None) or stopping:
+                continue
             try:
                 conn, addr = listener.accept()
+            except BlockingIOError:
+                continue
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    time.sleep(backoff)
+                    rt.ctx.log.warning("%s: accept: %s; retrying in %.2fs", rt.config.name, exc.strerror, backoff)
+                    wait([], backoff)
                     backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.01
+            conn.setblocking(True)
             ctx = ConnectionContext(rt.ctx, plain_address(addr), plain_address(conn.getsockname()))
             if not rt.admit(ctx):
                 conn.close()
@@ -229,11 +260,13 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
             if pid == 0:  # child: serve this one connection, then leave without cleanup handlers
                 code, outcome = 0, "ok"
                 try:
+                    signal.set_wakeup_fd(-1)
                     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     signal.signal(signal.SIGINT, signal.SIG_DFL)
+                    os.close(wake_r)
+                    os.close(wake_w)
                     listener.close()
-                    conn.setblocking(True)
                     service.handle_blocking(conn, ctx)
                 except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
                     if isinstance(exc, (ConnectionError, TimeoutError)):
@@ -250,16 +283,14 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
             conn.close()
             rt.set_pid(ctx, pid)
             children[pid] = (ctx, time.monotonic())
-    except _Stop:
-        pass
     finally:
         listener.close()
     # drain: give children the grace period, then stop them
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     deadline = time.monotonic() + grace
+    reap()
     while children and time.monotonic() < deadline:
+        wait([], max(0.0, min(0.5, deadline - time.monotonic())))
         reap()
-        time.sleep(0.02)
     for pid in list(children):
         try:
             os.kill(pid, signal.SIGTERM)
@@ -267,4 +298,7 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
             pass
     while children:
         reap(block=True)
+    signal.set_wakeup_fd(-1)
+    os.close(wake_r)
+    os.close(wake_w)
     return 0
