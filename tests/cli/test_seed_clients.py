@@ -294,3 +294,32 @@ def test_demo_runs_every_scenario_quickly() -> None:
     ps = [line for line in out.splitlines() if "ps |" in line and "--model fork" in line]
     pids = {line.split("|", 1)[1].split()[0]: line.split("|", 1)[1].split()[1] for line in ps}
     assert any(ppid in pids for ppid in pids.values()), ps
+
+
+# -- the embedded default config, served for real ---------------------------------------------
+
+
+def test_default_config_seed_services_answer_our_clients() -> None:
+    from inetkit.testing.running import running_daemon
+
+    with running_daemon("--any-port") as daemon:
+        def port(name: str, proto: str = "tcp") -> str:
+            return str(daemon.port(name, proto))
+
+        checks = [
+            (("greet", "127.0.0.1", port("greeting")), "** From server : welcome to network server!!!\n"),
+            (("greet", "127.0.0.1", port("greeting-fork")), "** From server : welcome to server\n"),
+            (("greet", "127.0.0.1", port("han"), "--seed", "12-2-3"),
+             "==> create socket\n==> connect server\n==>from server : welcome to server, from han!\n"),
+            (("greet", "127.0.0.1", port("bit"), "--seed", "12-2-4"),
+             "==> create socket\n==> connect server\n==>from server : welcome to server, from bit\n"),
+            (("udp", "127.0.0.1", port("udp-hello", "udp")), "** From Server : Hello Client\n"),
+            (("hello", "127.0.0.1", port("hello")), "Hello message sent\nMessage from server: Hello from server\n"),
+            (("hello", "127.0.0.1", port("hello", "udp"), "--udp"),
+             "Hello message sent\nMessage from server: Hello from server\n"),
+        ]
+        for argv, expected in checks:
+            proc = inetkit(*argv)
+            assert (proc.returncode, proc.stdout) == (0, expected), (argv, proc.stderr)
+        proc = inetkit("echo", "127.0.0.1", port("seed-echo"), stdin="seed echo\n")
+        assert proc.returncode == 0 and proc.stdout.endswith("[received data] seed echo\n"), proc.stderr

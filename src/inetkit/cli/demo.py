@@ -91,7 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "against a daemon started on free ports; prints server log lines interleaved with client output "
         "and the process tree for the fork and exec models. Takes a few seconds."
     )
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per client step (default 5)")
+    from inetkit.cli.seedcommon import positive_seconds
+
+    parser.add_argument("--timeout", type=positive_seconds, default=5.0, help="seconds per client step (default 5)")
 
 
 class Daemon:

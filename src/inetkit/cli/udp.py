@@ -15,8 +15,7 @@ from inetkit.cli.seedcommon import add_address, check_port, client_failure
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "UDP client of seed 000 §12-3: send 'I am a client' + NUL, print the reply (9005)."
-    add_address(parser)
-    parser.set_defaults(timeout=1.0)
+    add_address(parser, timeout=1.0)
     parser.add_argument("text", nargs="?", default="I am a client", help="text to send (default: 'I am a client')")
     parser.add_argument("--retries", type=int, default=3, help="times to resend when no reply came (default 3)")
     parser.add_argument("--no-nul", action="store_true", help="send the text without the seed's trailing NUL")
