@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -153,3 +154,14 @@ def test_no_zombie_after_many_exec_connections() -> None:
             if int(fields[1]) == me and fields[0] == "Z":
                 zombies.append(stat.split(")", 1)[0])
     assert zombies == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="dropping privileges needs root")
+def test_exec_drops_to_the_configured_user() -> None:
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    program = ("/usr/bin/id", "-u")
+    with running_service(program=program, name="whoami", user="nobody") as service:
+        with connect(service.address) as sock:
+            assert recv_all(sock).strip() == str(nobody.pw_uid).encode()

@@ -163,3 +163,24 @@ def test_dual_stack_listener_shows_ipv4_peers_plainly() -> None:
             assert _echo_once(v4, b"4") == b"4" and _echo_once(v6, b"6") == b"6"
             peers = service.call(lambda: sorted(c.peer[0] for c in service.runtime.live.values()))
         assert peers == ["127.0.0.1", "::1"]
+
+
+def test_chargen_produces_only_what_a_slow_reader_can_take() -> None:
+    with running_service("chargen", model="async") as service:
+        with connect(service.address) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            assert len(recv_exactly(sock, 1000)) == 1000  # it is producing
+
+            def produced() -> int:
+                return service.call(lambda: sum(c.ctx.bytes_out for c in service.runtime.live.values() if c.ctx))
+
+            # once the socket buffers are full, production stops: the count settles
+            samples = [produced()]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.2)
+                samples.append(produced())
+                if samples[-1] == samples[-2]:
+                    break
+            assert samples[-1] == samples[-2], "chargen kept producing for a reader that does not read"
+            assert samples[-1] < 32 * 1024 * 1024
