@@ -118,6 +118,7 @@ class DuplexChat:
         self.framer = LineFramer(max_line)
         self.done = threading.Event()
         self.reason = ""
+        self._ending = ""
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._send_lock = threading.Lock()
@@ -137,6 +138,8 @@ class DuplexChat:
     def _finish(self, reason: str, error: BaseException | None = None) -> None:
         if self.done.is_set():
             return
+        if self._ending:
+            reason, error = self._ending, None
         self.reason = reason
         self.error = error
         self.done.set()
@@ -150,13 +153,17 @@ class DuplexChat:
         if self.done.is_set():
             return False
         data = text.encode("utf-8", "replace") + b"\n"
+        ending = self.direct and is_exit(text)
+        if ending:
+            # set before sending: the peer may close before sendall returns
+            self._ending = "you sent exit"
         try:
             with self._send_lock:
                 self.sock.sendall(data)
         except OSError as exc:
             self._finish(f"send failed: {exc}", exc)
             return False
-        if self.direct and is_exit(text):
+        if ending:
             self._finish("you sent exit")
             return False
         return True
