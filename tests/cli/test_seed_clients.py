@@ -302,7 +302,7 @@ def test_demo_runs_every_scenario_quickly() -> None:
 def test_default_config_seed_services_answer_our_clients() -> None:
     from inetkit.testing.running import running_daemon
 
-    with running_daemon("--any-port") as daemon:
+    with running_daemon("--any-port", "--no-control") as daemon:
         def port(name: str, proto: str = "tcp") -> str:
             return str(daemon.port(name, proto))
 

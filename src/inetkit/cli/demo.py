@@ -102,7 +102,7 @@ class Daemon:
     def __init__(self, config: Path) -> None:
         env = {**os.environ, "INETKIT_LOG_FORMAT": "plain", "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "inetkit.cli.main", "serve", "--strict", "-c", str(config)],
+            [sys.executable, "-m", "inetkit.cli.main", "serve", "--strict", "--no-control", "-c", str(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         self.lines: queue.Queue[str] = queue.Queue()
