@@ -167,8 +167,14 @@ class _Session:
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        rto = self.srtt + max(0.001, 4 * self.rttvar)
-        self.rto = min(self.max_rto, max(self.min_rto, rto))
+        self._restore_rto()
+
+    def _restore_rto(self) -> None:
+        """RTO from the estimator: after a sample, and when progress resumes after
+        a backoff (on loopback a loss, not congestion, is the usual cause)."""
+        if self.srtt is not None:
+            rto = self.srtt + max(0.001, 4 * self.rttvar)
+            self.rto = min(self.max_rto, max(self.min_rto, rto))
 
     def _backoff(self, now: float) -> bool:
         """One more expiry: False when the transfer must give up."""
@@ -273,7 +279,9 @@ class Sender(_Session):
             return self.abort(P.ERR_UNDEFINED, f"read error: {exc.strerror or exc}")
         last = index - 1
         if last > self.sent_max:
-            if self.base > self.sent_max:  # an all-new window: its last block is a clean RTT probe
+            # the window's last block goes out for the first time: its ACK is an
+            # unambiguous RTT sample (Karn), even if earlier blocks were resent
+            if not self._probe:
                 self._probe, self._probe_at = last, now
             self.sent_max = last
         self.deadline = now + self.rto
@@ -350,7 +358,9 @@ class Sender(_Session):
             self._probe = 0
         self.bytes += self._acked_bytes(acked_before + 1, acked)
         self.base = acked + 1
-        self.retries = 0
+        if self.retries:
+            self.retries = 0
+            self._restore_rto()
         self.last_progress = now
         if self._cache:
             for i in range(acked_before + 1, acked + 1):
@@ -511,7 +521,9 @@ class Receiver(_Session):
                 return self.abort(code, f"write error: {exc.strerror or exc}")
             self.bytes += len(payload)
             self.next = expected + 1
-            self.retries = 0
+            if self.retries:
+                self.retries = 0
+                self._restore_rto()
             self.last_progress = now
             self._gap_acked = False
             if len(payload) < self.blksize:

@@ -1,0 +1,199 @@
+"""The sans-IO TFTP sessions driven by hand with a fake clock."""
+
+from __future__ import annotations
+
+from inetkit.proto.tftp import packets as P
+from inetkit.proto.tftp.options import Settings
+from inetkit.proto.tftp.session import Abort, Receiver, Sender
+
+
+class Source:
+    def __init__(self, data: bytes, blksize: int) -> None:
+        self.data, self.blksize, self.reads = data, blksize, 0
+
+    def block(self, index: int) -> bytes:
+        self.reads += 1
+        return self.data[(index - 1) * self.blksize:index * self.blksize]
+
+    def release(self, below: int) -> None:
+        pass
+
+
+def ack(n: int) -> bytes:
+    return P.encode_ack(n)
+
+
+def blocks(out: list[bytes]) -> list[int]:
+    return [P.decode(d).block for d in out]  # type: ignore[union-attr]
+
+
+def test_lock_step_and_no_sorcerers_apprentice() -> None:
+    s = Sender(Source(b"x" * 1000, 512), Settings(), 0.0)
+    assert blocks(s.start(0.0)) == [1]
+    assert blocks(s.receive(ack(1), 0.01)) == [2]
+    # a duplicate ACK 1 (delayed or duplicated by the network) gets nothing
+    assert s.receive(ack(1), 0.02) == []
+    assert s.receive(ack(1), 0.03) == []
+    assert s.receive(ack(2), 0.04) == [] and s.complete and s.finished
+    assert s.bytes == 1000
+
+
+def test_exact_multiple_sends_empty_final_block() -> None:
+    s = Sender(Source(b"y" * 512, 512), Settings(), 0.0)
+    s.start(0.0)
+    out = s.receive(ack(1), 0.001)
+    assert out == [P.encode_data(2, b"")]
+    s.receive(ack(2), 0.002)
+    assert s.complete
+
+
+def test_oack_first_then_ack0() -> None:
+    oack = P.encode_oack({"blksize": "8"})
+    s = Sender(Source(b"abcdefghij", 8), Settings(blksize=8), 0.0, first=oack)
+    assert s.start(0.0) == [oack]
+    assert s.on_timer(1.0) == [oack]  # lost OACK is resent
+    assert s.receive(ack(0), 1.1) == [P.encode_data(1, b"abcdefgh")]
+
+
+def test_window_resends_only_from_first_unacked() -> None:
+    s = Sender(Source(bytes(range(80)), 8), Settings(blksize=8, windowsize=4), 0.0)
+    assert blocks(s.start(0.0)) == [1, 2, 3, 4]
+    # the receiver saw a gap after 2: resend from 3, a full window
+    assert blocks(s.receive(ack(2), 0.01)) == [3, 4, 5, 6]
+    assert s.receive(ack(2), 0.011) == []  # duplicate gap ACK: ignored
+    assert blocks(s.receive(ack(6), 0.02)) == [7, 8, 9, 10]
+    # timeout: resend from the first unacknowledged block only
+    assert blocks(s.on_timer(s.next_deadline() or 0)) == [7, 8, 9, 10]
+    assert s.receive(ack(5), 0.5) == []  # old ACK below the window: ignored
+    assert blocks(s.receive(ack(10), 0.6)) == [11]  # block 11 is the final (empty) one
+    s.receive(ack(11), 0.7)
+    assert s.complete and s.bytes == 80
+
+
+def test_block_numbers_wrap_to_zero() -> None:
+    n = 65536 + 10
+    data = b"z" * (8 * n + 3)
+    s = Sender(Source(data, 8), Settings(blksize=8, windowsize=1), 0.0)
+    got = bytearray()
+    r = Receiver(got.extend, Settings(blksize=8), 0.0)
+    out = r.start(0.0)
+    assert out == [ack(0)]
+    wire = s.start(0.0)
+    seen_zero = False
+    t = 0.0
+    while not s.finished:
+        t += 0.0001
+        (data_packet,) = wire
+        if data_packet[2:4] == b"\x00\x00":
+            seen_zero = True
+        (reply,) = r.receive(data_packet, t)
+        wire = s.receive(reply, t)
+    assert seen_zero and bytes(got) == data and r.complete and s.complete
+
+
+def test_retransmission_backs_off_and_gives_up() -> None:
+    s = Sender(Source(b"q" * 100, 512), Settings(timeout=1.0), 0.0, max_retries=3, give_up=100)
+    s.start(0.0)
+    deadlines = []
+    for _ in range(3):
+        due = s.next_deadline()
+        assert due is not None
+        deadlines.append(due)
+        assert blocks(s.on_timer(due)) == [1]
+    out = s.on_timer(s.next_deadline() or 0)
+    assert P.decode(out[0]) == P.Error(0, "transfer timed out")
+    assert s.finished and not s.complete and s.failure is not None
+    gaps = [b - a for a, b in zip(deadlines, deadlines[1:])]
+    assert gaps[1] > gaps[0]  # exponential backoff
+
+
+def test_rto_adapts_to_measured_rtt() -> None:
+    s = Sender(Source(b"r" * 512 * 50, 512), Settings(timeout=1.0), 0.0)
+    s.start(0.0)
+    t = 0.0
+    for i in range(1, 40):
+        t += 0.001
+        s.receive(ack(i), t)
+    assert s.rto < 0.05  # converged towards 1 ms RTT from the 1 s start
+    assert s.on_timer(t + 0.0001) == []  # not due yet
+
+
+def test_receiver_dup_gap_and_final() -> None:
+    got = bytearray()
+    r = Receiver(got.extend, Settings(blksize=4, windowsize=3), 0.0, dally=1.0)
+    r.start(0.0)
+    assert r.receive(P.encode_data(1, b"aaaa"), 0.01) == []
+    assert r.receive(P.encode_data(3, b"cccc"), 0.02) == [ack(1)]  # gap: ask from 2
+    assert r.receive(P.encode_data(4, b"dddd"), 0.021) == []  # only once per gap
+    assert r.receive(P.encode_data(2, b"bbbb"), 0.03) == []
+    assert r.receive(P.encode_data(3, b"cccc"), 0.031) == []
+    assert r.receive(P.encode_data(4, b"dddd"), 0.032) == [ack(4)]  # window of 3 since last ACK
+    assert r.receive(P.encode_data(4, b"dddd"), 0.5) == [ack(4)]  # duplicate: re-ACK (rate-limited)
+    assert r.receive(P.encode_data(4, b"dddd"), 0.5) == []
+    assert r.receive(P.encode_data(5, b"e"), 0.6) == [ack(5)]
+    assert r.complete and not r.finished  # dallying
+    assert r.receive(P.encode_data(5, b"e"), 0.7) == [ack(5)]  # final ACK lost: answer again
+    r.on_timer(2.0)
+    assert r.finished and bytes(got) == b"aaaabbbbccccdddde"
+
+
+def test_receiver_rejects_oversized_block_and_sink_abort() -> None:
+    r = Receiver(lambda b: None, Settings(blksize=8), 0.0)
+    r.start(0.0)
+    out = r.receive(P.encode_data(1, b"x" * 9), 0.1)
+    assert P.decode(out[0]).code == P.ERR_ILLEGAL  # type: ignore[union-attr]
+
+    def full(_: bytes) -> None:
+        raise Abort(P.ERR_DISK_FULL, "too big")
+
+    r = Receiver(full, Settings(blksize=8), 0.0)
+    r.start(0.0)
+    assert P.decode(r.receive(P.encode_data(1, b"x"), 0.1)[0]) == P.Error(3, "too big")
+    assert r.failure is not None and not r.complete
+
+
+def test_client_receiver_falls_back_when_options_ignored() -> None:
+    req = P.encode_request(P.RRQ, "f", "octet", {"blksize": "1468"})
+    got = bytearray()
+    r = Receiver(got.extend, Settings(), 0.0, request=req, requested={"blksize": "1468"})
+    assert r.start(0.0) == [req]
+    assert r.on_timer(1.0) == [req]  # request retransmitted
+    assert r.receive(P.encode_data(1, b"x" * 512), 1.1) == [ack(1)]  # lock-step, 512-byte blocks
+    assert r.blksize == 512 and not r.negotiated
+    assert r.receive(P.encode_data(2, b"end"), 1.2) == [ack(2)]
+    assert r.complete and bytes(got) == b"x" * 512 + b"end"
+
+
+def test_client_receiver_oack_and_duplicate_oack() -> None:
+    req = P.encode_request(P.RRQ, "f", "octet", {"blksize": "16", "tsize": "0"})
+    r = Receiver(lambda b: None, Settings(), 0.0, request=req, requested={"blksize": "16", "tsize": "0"})
+    r.start(0.0)
+    oack = P.encode_oack({"blksize": "16", "tsize": "20"})
+    assert r.receive(oack, 0.01) == [ack(0)]
+    assert r.blksize == 16 and r.expected_size == 20 and r.negotiated
+    assert r.receive(oack, 0.5) == [ack(0)]  # our ACK 0 was lost
+
+
+def test_client_rejects_bad_oack_with_error_8() -> None:
+    req = P.encode_request(P.RRQ, "f", "octet", {"blksize": "16"})
+    r = Receiver(lambda b: None, Settings(), 0.0, request=req, requested={"blksize": "16"})
+    r.start(0.0)
+    out = r.receive(P.encode_oack({"blksize": "32"}), 0.01)
+    assert P.decode(out[0]).code == P.ERR_OPTIONS  # type: ignore[union-attr]
+
+
+def test_client_sender_ack0_and_remote_error() -> None:
+    req = P.encode_request(P.WRQ, "f", "octet", {})
+    s = Sender(Source(b"hello", 512), Settings(), 0.0, request=req)
+    assert s.start(0.0) == [req]
+    assert s.receive(ack(0), 0.01) == [P.encode_data(1, b"hello")]
+    assert s.receive(P.encode_error(3, "disk full"), 0.02) == []
+    assert s.failure is not None and s.failure.remote and s.failure.code == 3
+
+
+def test_malformed_packet_from_peer_gets_error_not_exception() -> None:
+    s = Sender(Source(b"x" * 600, 512), Settings(), 0.0)
+    s.start(0.0)
+    out = s.receive(b"\x00\x09junk", 0.01)
+    assert P.decode(out[0]).code == P.ERR_ILLEGAL  # type: ignore[union-attr]
+    assert s.finished and not s.complete
