@@ -162,3 +162,60 @@ def test_bad_port_is_refused_by_argparse() -> None:
         assert b"out of range" in bytes(proc.err)
     finally:
         proc.stop()
+
+
+def test_terminal_mode_keeps_the_input_line_while_lines_arrive() -> None:
+    """On a terminal (a pty here) the prompt_toolkit input line survives
+    incoming messages: they print above it and it is redrawn, unbroken."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    def read_until(fd: int, needle: bytes, timeout: float = TIMEOUT) -> bytes:
+        out = b""
+        deadline = time.monotonic() + timeout
+        while needle not in out:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{needle!r} not seen; got {out!r}"
+            ready, _, _ = select.select([fd], [], [], min(left, 0.2))
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the pty
+                    break
+                out += chunk
+        return out
+
+    with running_service("chat") as svc:
+        host, port = svc.address
+        with socket.create_connection(svc.address, timeout=TIMEOUT) as watcher:
+            until = _line_reader(watcher)
+            watcher.sendall(b"watcher\n")
+            until(b"welcome")
+            controller, terminal = pty.openpty()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "inetkit.cli.main", "chat", host, str(port), "--nick", "zed"],
+                stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True,
+                env={**os.environ, "PROMPT_TOOLKIT_NO_CPR": "1", "TERM": "xterm"},
+            )
+            os.close(terminal)
+            try:
+                read_until(controller, b"\x1b[0m>")  # the prompt is drawn
+                os.write(controller, b"half-typed")
+                read_until(controller, b"half-typed")
+                watcher.sendall(b"message while typing\n")
+                screen = read_until(controller, b"<watcher> message while typing")
+                screen += read_until(controller, b"> half-typed")  # the input line is redrawn below it
+                os.write(controller, b" line\r")
+                until(b"<zed> half-typed line\n")  # what was typed went out whole
+                os.write(controller, b"/quit\r")
+                read_until(controller, b"* bye (quit)")
+                assert proc.wait(TIMEOUT) == 0
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(TIMEOUT)
+                os.close(controller)
