@@ -41,6 +41,7 @@ from inetkit.proto.filexfer import (
     ListRequest,
     PutRequest,
     ServerTransfer,
+    State,
     Status,
     name_problem,
 )
@@ -144,6 +145,13 @@ class FilesService(Service):
         except FilexferError as exc:
             ctx.log.info("%s: %s refused for %s: %s", ctx.service.name, type(request).__name__, ctx.peer_text, exc)
             await ch.sendall(core.error(exc.status, exc.reason))
+        except (ConnectionError, TimeoutError):
+            raise
+        except OSError as exc:
+            # a local failure (rename, open, ...) still ends in a clear ERR line for the client
+            ctx.log.warning("%s: %s for %s failed: %s", ctx.service.name, type(request).__name__, ctx.peer_text, exc)
+            if core.state is not State.DONE:
+                await ch.sendall(core.error(Status.INTERNAL, f"server error: {exc.strerror or exc}"))
 
     # -- paths ------------------------------------------------------------------
     def _inside(self, real: str) -> bool:
@@ -209,16 +217,22 @@ class FilesService(Service):
         if cached is not None:
             return cached
         digest = sha256_fd(fd, st.st_size)
+        self._remember(st, digest)
+        return digest
+
+    def _remember(self, st: os.stat_result, digest: str) -> None:
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._digest_lock:
             if len(self._digests) >= DIGEST_CACHE:
                 self._digests.pop(next(iter(self._digests)))
             self._digests[key] = digest
-        return digest
 
     def _open_for_read(self, name: str) -> tuple[int, os.stat_result]:
         real = self.resolve(name)
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            # O_NONBLOCK: opening a FIFO would otherwise block the event loop (every
+            # service of the daemon) until a writer appears; fstat below refuses it
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise FilexferError(Status.NOT_FOUND, "no such file") from None
         except PermissionError:
@@ -262,7 +276,13 @@ class FilesService(Service):
         parent = os.path.dirname(final)
         if not os.path.isdir(parent):
             raise FilexferError(Status.NOT_FOUND, "no such directory on the server")
-        if os.path.lexists(final):
+        try:
+            exists = os.lstat(final) is not None
+        except FileNotFoundError:
+            exists = False
+        except OSError as exc:  # ENAMETOOLONG, ELOOP...: refuse now, not after READY and the whole body
+            raise FilexferError(Status.BAD_REQUEST, f"unusable name: {exc.strerror}") from None
+        if exists:
             if not self.options.allow_overwrite:
                 raise FilexferError(Status.CONFLICT, "file exists and overwrite is disabled")
             if not os.path.isfile(final):
@@ -312,6 +332,8 @@ class FilesService(Service):
                 raise FilexferError(Status.DIGEST_MISMATCH, f"SHA-256 mismatch: got {digest}, file discarded")
             os.fchmod(pfd, 0o644)
             self._publish(ppath, final)
+            # the digest was just verified: the first download need not hash again
+            self._remember(os.fstat(pfd), digest)
             keep = True  # the partial's name is gone; nothing to delete
             reply = core.done(digest)
             await ch.sendall(reply)

@@ -271,6 +271,8 @@ class _Listener(asyncio.DatagramProtocol):
             self.service._request(data, addr, self)
         except Exception as exc:  # one bad request never stops the service
             self.service.ctx.log.warning("tftp: request from %s failed: %r", addr, exc)
+            # and the client gets a clear error instead of retrying into a timeout
+            self.reply_error(addr, P.ERR_UNDEFINED, "internal error handling the request")
 
     def error_received(self, exc: Exception) -> None:
         pass
@@ -455,6 +457,8 @@ class TftpService(Service):
             info = os.lstat(path)
         except FileNotFoundError:
             info = None
+        except OSError as exc:  # ENAMETOOLONG, ELOOP, EACCES...: a refusal, not a silent drop
+            raise Refused(P.ERR_ACCESS, f"cannot write file: {exc.strerror}") from None
         if info is not None:
             if not stat.S_ISREG(info.st_mode):
                 raise Refused(P.ERR_ACCESS, "refused: the target is not a regular file")
