@@ -67,6 +67,10 @@ def test_send_ls_get_round_trip_quiet_when_piped(root: Path, tmp_path: Path) -> 
         assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"") and out.read_bytes() == data
         done = cli("get", host, str(port), "from stdin.txt", "-o", "-")
         assert done.returncode == 0 and done.stdout == b"streamed\n"
+        into = tmp_path / "into"
+        into.mkdir()
+        done = cli("get", host, str(port), "from stdin.txt", "-o", str(into))  # a directory: keep the name
+        assert done.returncode == 0 and (into / "from stdin.txt").read_bytes() == b"streamed\n"
     assert (root / "data.bin").read_bytes() == data
 
 

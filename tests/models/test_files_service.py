@@ -152,8 +152,8 @@ def test_size_cap_and_free_space_are_checked_before_any_byte(root: Path, tmp_pat
             upload(*service.address, str(src), "big")
         assert info.value.status == 413
     vfs = os.statvfs(root)
-    # a "size-capped directory": demand more free space than the file system has
-    with files_service(root, allow_upload=True, min_free=vfs.f_bavail * vfs.f_frsize) as service:
+    # a "size-capped directory": demand more free space than the file system can ever have
+    with files_service(root, allow_upload=True, min_free=vfs.f_blocks * vfs.f_frsize) as service:
         with pytest.raises(TransferError) as info:
             upload(*service.address, str(src), "big")
         assert info.value.status == 507 and "insufficient storage" in str(info.value)
@@ -330,3 +330,16 @@ def test_one_gib_sparse_file(root: Path, tmp_path: Path) -> None:
         assert result.digest == expected.hexdigest()
     finally:
         out.unlink(missing_ok=True)
+
+
+def test_an_uploaded_file_is_served_without_hashing_it_again(root: Path, tmp_path: Path) -> None:
+    data = b"cached" * 1000
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    with files_service(root, allow_upload=True) as service:
+        upload(*service.address, str(src), "c")
+        files = service.runtime.service
+        st = os.stat(root / "c")
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        assert files._digests.get(key) == sha(data)
+        assert download(*service.address, "c", str(tmp_path / "out")).digest == sha(data)

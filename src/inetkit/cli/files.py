@@ -95,7 +95,11 @@ def _get(args: argparse.Namespace) -> int:
     from inetkit.cli.common import fail
     from inetkit.clients.files import download
 
+    import os
+
     output = args.output or posixpath.basename(args.name)
+    if output != "-" and os.path.isdir(output):
+        output = os.path.join(output, posixpath.basename(args.name))
     if output == "-" and args.resume:
         return fail("get: --resume needs an output file, not standard output", 2)
     with _progress(args, f"get {args.name}") as progress:
