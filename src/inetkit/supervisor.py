@@ -217,6 +217,10 @@ class Supervisor:
                         *(supervise_worker(s, rt, "async", self.config.grace, i) for i, s in enumerate(bound.sockets)),
                         return_exceptions=True,
                     )
+                elif cfg.model == "fork":
+                    from inetkit.models.forking import supervise_worker
+
+                    await supervise_worker(bound.sockets[0], rt, "fork", self.config.grace)
                 else:
                     module = importlib.import_module(MODEL_MODULES[cfg.model])
                     await module.serve(bound.sockets[0], rt)

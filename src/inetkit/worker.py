@@ -46,22 +46,38 @@ def main(argv: list[str] | None = None) -> int:
         from inetkit.models.forking import run_forking
 
         return run_forking(listener, rt, args.grace)
-    return _run_async(listener, rt)
+    return _run_async(listener, rt, args.grace)
 
 
-def _run_async(listener: socket.socket, rt: ServiceRuntime) -> int:
+def _run_async(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0) -> int:
+    """Serve until SIGTERM/SIGINT, then drain like the daemon does: stop
+    accepting, give live connections ``grace`` seconds, abort the rest."""
     from inetkit.io.aio import new_event_loop
     from inetkit.models import aio
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
-    task = loop.create_task(aio.serve(listener, rt))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+
+    async def serve_then_drain() -> None:
+        serving = asyncio.ensure_future(aio.serve(listener, rt))
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        serving.cancel()
+        stopped.cancel()
+        await asyncio.gather(serving, stopped, return_exceptions=True)
+        deadline = loop.time() + grace
+        while rt.live and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        for live in list(rt.live.values()):
+            if live.closer is not None:
+                live.closer()
+        await asyncio.sleep(0)  # let aborted transports report connection_lost
+
     try:
-        loop.run_until_complete(task)
-    except asyncio.CancelledError:
-        pass
+        loop.run_until_complete(serve_then_drain())
     finally:
         loop.close()
     return 0
