@@ -24,6 +24,8 @@ class Context:
     targets: list[Target] = field(default_factory=list)
     #: scenario -> markdown paragraphs (method, caveats) shown under its tables
     notes: dict[str, list[str]] = field(default_factory=dict)
+    #: scenario -> extra markdown tables (e.g. a model x clients grid)
+    tables: dict[str, list[str]] = field(default_factory=dict)
     #: scenario -> PNG file names in results_dir
     plots: dict[str, list[str]] = field(default_factory=dict)
     #: scenario -> raw extra data for the JSON file
@@ -50,6 +52,9 @@ class Context:
 
     def note(self, scenario: str, text: str) -> None:
         self.notes.setdefault(scenario, []).append(text)
+
+    def table(self, scenario: str, markdown: str) -> None:
+        self.tables.setdefault(scenario, []).append(markdown)
 
     def plot(self, scenario: str, filename: str) -> None:
         self.plots.setdefault(scenario, []).append(filename)

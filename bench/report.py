@@ -98,12 +98,15 @@ def render(ctx: Context, command: str, started: float, elapsed: float, heading: 
         tables = [m for m in ctx.measurements if m.scenario == scenario]
         notes = ctx.notes.get(scenario, [])
         plots = ctx.plots.get(scenario, [])
-        if not tables and not notes and not plots:
+        extra = ctx.tables.get(scenario, [])
+        if not tables and not notes and not plots and not extra:
             continue
         parts += [f"{h2} {TITLES.get(scenario, scenario)}", ""]
         for table in tables:
             if table.runs:
                 parts += [table.table(), ""]
+        for markdown in extra:
+            parts += [markdown, ""]
         for plot in plots:
             parts += [f"![{scenario}]({plot})", ""]
         parts += [f"- {n}" for n in dict.fromkeys(notes)]

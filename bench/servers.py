@@ -32,7 +32,22 @@ def _env() -> dict[str, str]:
     """The environment for child pythons: the repo on the path so that the
     bench-only handlers (``bench.handlers:...``) import in inetkit's workers."""
     env = dict(os.environ)
+    bytecode_env(env)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), str(REPO / "src"), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+#: where the Python processes the bench starts keep their bytecode cache
+PYCACHE = Path(tempfile.gettempdir()) / "inetkit-bench-pycache"
+
+
+def bytecode_env(env: dict[str, str]) -> dict[str, str]:
+    """Let started Pythons cache bytecode, as on an ordinary install (this
+    machine's shells export PYTHONDONTWRITEBYTECODE=1, which would make every
+    interpreter start, and every lazy import, compile from source); the cache
+    goes to a folder outside the repository."""
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return env
 
 
@@ -111,7 +126,8 @@ def start_inetkit(
     conf = workdir / f"{label.replace(' ', '_').replace('/', '_')}.toml"
     conf.write_text(inetkit_config({n: {"port": 0, **k} for n, k in services.items()}))
     log = open(workdir / (conf.stem + ".log"), "ab")
-    argv = [sys.executable, "-m", "inetkit.cli.main", "serve", "-c", str(conf), "--strict"]
+    argv = [sys.executable, "-m", "inetkit.cli.main", "serve", "-c", str(conf), "--strict",
+            "--control", str(workdir / f"{conf.stem}.sock")]
     if not connection_log:
         argv.append("--no-connection-log")
     proc = popen(argv, pin=pin, stdout=subprocess.PIPE, stderr=log, text=True, env=_env())
