@@ -38,6 +38,7 @@ def test_timeout_accepted_or_ignored() -> None:
 def test_tsize_read_answers_size_write_checks_limit() -> None:
     assert negotiate({"tsize": "0"}, Limits(), is_read=True, file_size=1234)[0] == {"tsize": "1234"}
     assert negotiate({"tsize": "0"}, Limits(), is_read=True, file_size=None)[0] == {}
+    assert negotiate({"tsize": "0"}, Limits(), is_read=True, file_size=0)[0] == {}  # curl rejects "tsize 0"
     assert negotiate({"tsize": "99"}, Limits(max_size=100), is_read=False)[0] == {"tsize": "99"}
     with pytest.raises(TsizeTooLarge) as info:
         negotiate({"tsize": "101"}, Limits(max_size=100), is_read=False)

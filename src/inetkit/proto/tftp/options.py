@@ -9,7 +9,7 @@ OACK to send and the ``Settings`` the transfer runs with:
 - ``timeout`` (RFC 2349): 1..255 whole seconds; accepted as is (the RFC
   lets a server only accept or ignore it); anything else is ignored.
 - ``tsize`` (RFC 2349): in an RRQ the server answers with the size it will
-  send; in a WRQ the client announces its size, which the server checks
+  send (left out for an empty file: curl rejects ``tsize 0``); in a WRQ the client announces its size, which the server checks
   against its limit (``TsizeTooLarge``) and echoes.
 - ``windowsize`` (RFC 7440): 1..65535, clamped to ``max_windowsize``.
 - Unknown options are ignored (RFC 2347 section 4).
@@ -106,7 +106,9 @@ def negotiate(
             if n is None:
                 continue
             if is_read:
-                if file_size is None:
+                # no size to tell; and curl (7.88) rejects "tsize 0" in an OACK as
+                # invalid, so an empty file is sent without a tsize answer
+                if not file_size:
                     continue
                 tsize = file_size
             else:
