@@ -8,7 +8,8 @@ datagram, which ends the seed's ``recvfrom(...) > 0`` loop -- ends the file,
 and the receiver answers ``DONE`` (4 bytes, no NUL).
 
 What inetkit adds: each sender (source address and port) gets its own file,
-so concurrent senders are kept apart; files go to ``directory`` as
+so concurrent senders are kept apart; files go to ``directory`` (default
+``$XDG_DATA_HOME/inetkit/udp-file``, created when needed) as
 ``received_file-HOST-PORT`` (written under a temporary name, renamed at
 DONE); the log reports how many bytes arrived; a sender silent for
 ``idle_timeout`` seconds has its partial file discarded; ``max_size`` and
@@ -59,7 +60,8 @@ class UdpFileService(Service):
     tcp_models = frozenset()
     udp_models = frozenset({"datagram"})
     OPTIONS = {
-        "directory": Option(str, ".", help="where received files are stored (received_file-HOST-PORT)"),
+        "directory": Option(str, "", help="where received files are stored as received_file-HOST-PORT "
+                            "(empty: $XDG_DATA_HOME/inetkit/udp-file, else ~/.local/share/inetkit/udp-file)"),
         "max_size": Option(int, 1 << 30, help="largest file per sender in bytes (0: no limit)", check=non_negative),
         "max_senders": Option(int, 64, help="senders receiving at the same time", check=positive),
         "idle_timeout": Option(float, 60.0, help="seconds of silence after which a partial file is discarded", check=positive),
@@ -109,12 +111,18 @@ class UdpFileService(Service):
         return ()
 
     def _open(self, peer: tuple[str, int]) -> _Incoming:
-        directory = os.path.abspath(os.path.expanduser(self.options.directory))
+        directory = self.directory()
         os.makedirs(directory, exist_ok=True)
         final = os.path.join(directory, f"received_file-{_safe(peer[0])}-{peer[1]}")
         temp = os.path.join(directory, f".received_file-{_safe(peer[0])}-{peer[1]}.{secrets.token_hex(4)}.part")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         return _Incoming(os.fdopen(fd, "wb"), temp, final, last=time.monotonic())
+
+    def directory(self) -> str:
+        if self.options.directory:
+            return os.path.abspath(os.path.expanduser(self.options.directory))
+        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        return os.path.join(base, "inetkit", "udp-file")
 
     def _expire(self, now: float, ctx: ConnectionContext) -> None:
         idle = self.options.idle_timeout
