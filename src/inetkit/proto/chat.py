@@ -43,8 +43,8 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from dataclasses import dataclass, field
-from typing import Iterator
+from dataclasses import dataclass
+from typing import Iterable
 
 #: most bytes in one line, its line ending excluded
 MAX_LINE = 4096
@@ -269,31 +269,54 @@ class Client:
     strikes: int = 0
 
 
-@dataclass
 class Outbox:
     """What the driver must do: bytes per recipient, then connections to close.
 
-    Bytes for one recipient are coalesced (in order) so that one input
-    produces one write per recipient: the seed's client reads exactly once
-    per line it sends, and must get the whole reply in that read.
+    Operations are kept in order: a unicast ``(cid, data)`` or a room cast
+    ``(members, data)``.  ``items()`` coalesces them per recipient, in order,
+    so one input produces one write per recipient: the seed's client reads
+    exactly once per line it sends and must get the whole reply in that
+    read.  The common case, one room message, skips the coalescing (the
+    fan-out to a thousand members is the hot path).
     """
 
-    sends: dict[int, list[bytes]] = field(default_factory=dict)
-    closes: list[tuple[int, str]] = field(default_factory=list)
+    __slots__ = ("ops", "closes")
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[int | tuple[int, ...], bytes]] = []
+        self.closes: list[tuple[int, str]] = []
 
     def send(self, cid: int, data: bytes) -> None:
-        chunks = self.sends.get(cid)
-        if chunks is None:
-            self.sends[cid] = [data]
-        else:
-            chunks.append(data)
+        self.ops.append((cid, data))
 
-    def items(self) -> Iterator[tuple[int, bytes]]:
-        for cid, chunks in self.sends.items():
-            yield cid, chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    def cast(self, cids: tuple[int, ...], data: bytes) -> None:
+        if cids:
+            self.ops.append((cids, data))
+
+    def items(self) -> Iterable[tuple[int, bytes]]:
+        ops = self.ops
+        if len(ops) == 1:
+            target, data = ops[0]
+            if isinstance(target, tuple):
+                return zip(target, itertools.repeat(data))
+            return ops  # type: ignore[return-value]  # one unicast: already (cid, data)
+        merged: dict[int, list[bytes]] = {}
+        for target, data in ops:
+            for cid in target if isinstance(target, tuple) else (target,):
+                chunks = merged.get(cid)
+                if chunks is None:
+                    merged[cid] = [data]
+                else:
+                    chunks.append(data)
+        return [(cid, chunks[0] if len(chunks) == 1 else b"".join(chunks)) for cid, chunks in merged.items()]
+
+    @property
+    def sends(self) -> dict[int, bytes]:
+        """Recipient -> all its bytes (for tests and inspection)."""
+        return dict(self.items())
 
     def for_client(self, cid: int) -> bytes:
-        return b"".join(self.sends.get(cid, ()))
+        return self.sends.get(cid, b"")
 
 
 HELP = (
@@ -498,9 +521,7 @@ class ChatHub:
     def _broadcast(self, room: str, data: bytes, box: Outbox) -> None:
         members = self.rooms.get(room)
         if members:
-            send = box.send
-            for member in members:
-                send(member, data)
+            box.cast(tuple(members), data)  # a snapshot: later leaves do not change who got it
 
     def _listing(self, room: str) -> str:
         """``#room (N): a, b, ...`` with at most ``LIST_NAMES`` names, so the
@@ -512,9 +533,7 @@ class ChatHub:
 
     def _enter(self, client: Client, room: str, box: Outbox, show_members: bool = True) -> None:
         members = self.rooms.setdefault(room, {})
-        notice = encode_line(f"* {client.nick} joined #{room}")
-        for member in members:
-            box.send(member, notice)
+        box.cast(tuple(members), encode_line(f"* {client.nick} joined #{room}"))
         members[client.cid] = None
         client.room = room
         if show_members:

@@ -40,6 +40,17 @@ def _room(value: Any) -> str | None:
     return None if room_key(value) else "must be 1-32 letters, digits, '_' or '-'"
 
 
+class _Conn:
+    """One live connection: its writer, transport (cached: the hot path) and context."""
+
+    __slots__ = ("writer", "transport", "ctx")
+
+    def __init__(self, writer: asyncio.StreamWriter, ctx: ConnectionContext) -> None:
+        self.writer = writer
+        self.transport = writer.transport
+        self.ctx = ctx
+
+
 class ChatService(Service):
     name = "chat"
     summary = "multi-room line chat (nicknames, rooms, /msg); seed 002 chat compatible"
@@ -73,8 +84,7 @@ class ChatService(Service):
         ))
         self.queue_bytes: int = o.queue_bytes
         self.sndbuf: int = o.sndbuf
-        self.writers: dict[int, asyncio.StreamWriter] = {}
-        self.contexts: dict[int, ConnectionContext] = {}
+        self.conns: dict[int, _Conn] = {}
         self._ids = itertools.count(1)
 
     # -- one connection ------------------------------------------------------------
@@ -89,8 +99,7 @@ class ChatService(Service):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
                 except OSError:
                     pass
-        self.writers[cid] = writer
-        self.contexts[cid] = ctx
+        self.conns[cid] = _Conn(writer, ctx)
         reason = "disconnected"
         try:
             self._apply(self.hub.connect(cid, ctx.peer[0], time.monotonic()))
@@ -112,62 +121,61 @@ class ChatService(Service):
         finally:
             if cid in self.hub.clients:
                 self._apply(self.hub.disconnect(cid, reason))
-            self.writers.pop(cid, None)
-            self.contexts.pop(cid, None)
+            self.conns.pop(cid, None)
             if reason.startswith("idle"):
                 ctx.log.info("chat: %s: %s", ctx.peer_text, reason)
 
     # -- applying the hub's output ---------------------------------------------------
     def _apply(self, box: Outbox) -> None:
         overflowed: list[int] = []
+        conns = self.conns
+        cap = self.queue_bytes
+        # the fan-out hot path: a thousand members per room message
         for cid, data in box.items():
-            if not self._write(cid, data):
+            conn = conns.get(cid)
+            if conn is None:
+                continue
+            transport = conn.transport
+            if transport.is_closing():
+                continue
+            transport.write(data)
+            conn.ctx.bytes_out += len(data)
+            if transport.get_write_buffer_size() > cap:
                 overflowed.append(cid)
         for cid, why in box.closes:
-            writer = self.writers.get(cid)
-            if writer is not None and not writer.transport.is_closing():
-                ctx = self.contexts.get(cid)
-                if ctx is not None and why not in ("quit", "exit"):
-                    ctx.log.warning("chat: closing %s: %s", ctx.peer_text, why)
-                writer.close()  # flushes the goodbye, then closes
+            conn = conns.get(cid)
+            if conn is not None and not conn.transport.is_closing():
+                if why not in ("quit", "exit"):
+                    conn.ctx.log.warning("chat: closing %s: %s", conn.ctx.peer_text, why)
+                conn.writer.close()  # flushes the goodbye, then closes
         for cid in overflowed:
             self._drop(cid)
 
-    def _write(self, cid: int, data: bytes) -> bool:
-        """Queue ``data`` for ``cid``; False when its queue is now over the cap."""
-        writer = self.writers.get(cid)
-        if writer is None:
-            return True
-        transport = writer.transport
-        if transport.is_closing():
-            return True
-        transport.write(data)
-        ctx = self.contexts.get(cid)
-        if ctx is not None:
-            ctx.bytes_out += len(data)
-        return transport.get_write_buffer_size() <= self.queue_bytes
+    def _write(self, cid: int, data: bytes) -> None:
+        conn = self.conns.get(cid)
+        if conn is not None and not conn.transport.is_closing():
+            conn.transport.write(data)
+            conn.ctx.bytes_out += len(data)
 
     def _drop(self, cid: int) -> None:
         """Disconnect a client whose outgoing queue overflowed (a slow reader)."""
-        writer = self.writers.get(cid)
-        if writer is None or writer.transport.is_closing():
+        conn = self.conns.get(cid)
+        if conn is None or conn.transport.is_closing():
             return
-        ctx = self.contexts.get(cid)
         client = self.hub.clients.get(cid)
-        pending = writer.transport.get_write_buffer_size()
-        if ctx is not None:
-            ctx.log.warning(
-                "chat: dropping %s (%s): output queue %d bytes over the %d-byte cap (slow reader)",
-                ctx.peer_text, client.nick if client and client.nick else "unnamed", pending, self.queue_bytes,
-            )
-        writer.transport.abort()  # discard its queue: waiting for it is what we must not do
+        conn.ctx.log.warning(
+            "chat: dropping %s (%s): output queue %d bytes over the %d-byte cap (slow reader)",
+            conn.ctx.peer_text, client.nick if client and client.nick else "unnamed",
+            conn.transport.get_write_buffer_size(), self.queue_bytes,
+        )
+        conn.transport.abort()  # discard its queue: waiting for it is what we must not do
         # its leave notice goes to the others now, in order with what they already got
         self._apply(self.hub.disconnect(cid, "too slow: output queue overflow"))
 
     # -- lifecycle ---------------------------------------------------------------------
     async def aclose(self) -> None:
         notice = encode_line("* server shutting down; bye")
-        for writer in list(self.writers.values()):
-            if not writer.transport.is_closing():
-                writer.transport.write(notice)
-                writer.close()
+        for conn in list(self.conns.values()):
+            if not conn.transport.is_closing():
+                conn.transport.write(notice)
+                conn.writer.close()
