@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="the ServiceConfig as JSON")
     parser.add_argument("--grace", type=float, default=10.0)
     parser.add_argument("--events", type=int, help="fd of the daemon's events pipe (JSON lines, for status)")
+    parser.add_argument("--no-connection-log", action="store_true")
     args = parser.parse_args(argv)
 
     from inetkit.config.schema import ServiceConfig
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     listener = socket.socket(fileno=args.fd)
     service = create_service(config.handler or config.name, config.options, config.source)
     rt = ServiceRuntime.create(config, service)
+    rt.connection_log = not args.no_connection_log
     if args.events is not None:
         from inetkit.models.forking import write_events
 

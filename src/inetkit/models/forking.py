@@ -29,13 +29,15 @@ from inetkit.models.runtime import ServiceRuntime
 
 
 def worker_command(model: str, config: ServiceConfig, fd: int, *, events: int | None = None,
-                   grace: float | None = None) -> list[str]:
+                   grace: float | None = None, connection_log: bool = True) -> list[str]:
     argv = [sys.executable, "-m", "inetkit.worker", "--model", model, "--fd", str(fd),
             "--spec", json.dumps(config.to_json())]
     if events is not None:
         argv += ["--events", str(events)]
     if grace is not None:
         argv += ["--grace", str(grace)]
+    if not connection_log:
+        argv.append("--no-connection-log")
     return argv
 
 
@@ -106,7 +108,8 @@ async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: s
         rfd, wfd = os.pipe()
         try:
             proc = subprocess.Popen(
-                worker_command(model, rt.config, listener.fileno(), events=wfd, grace=grace),
+                worker_command(model, rt.config, listener.fileno(), events=wfd, grace=grace,
+                               connection_log=rt.connection_log),
                 pass_fds=(listener.fileno(), wfd), start_new_session=True,
             )
         except BaseException:
