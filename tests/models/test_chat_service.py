@@ -335,3 +335,15 @@ def test_many_clients_in_one_room_all_receive() -> None:
         finally:
             for cl in clients:
                 cl.close()
+
+
+def test_a_line_at_the_cap_is_relayed_whole_to_our_client(chat: tuple[str, int]) -> None:
+    a = Raw(chat, "alice")
+    ours, lines = _ours(chat, "bob")
+    try:
+        body = "é" * 2048  # 4096 bytes of UTF-8: exactly the cap
+        a.send(body.encode() + b"\n")
+        assert _get_until(lines, "<alice> ")[-1] == f"<alice> {body}"
+    finally:
+        a.close()
+        ours.close()

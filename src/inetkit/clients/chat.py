@@ -33,6 +33,9 @@ SEND_TIMEOUT = 30.0
 POLL_INTERVAL = 0.25
 #: after /quit, how long we wait for the server to close before we do
 QUIT_GRACE = 5.0
+#: longest incoming line we show: a relayed line is the sender's (up to
+#: MAX_LINE) plus a ``<nick> `` prefix, so allow well above the send cap
+MAX_INCOMING = 4 * MAX_LINE
 
 
 def is_exit(text: str) -> bool:
@@ -109,7 +112,7 @@ class DuplexChat:
         *,
         direct: bool = False,
         on_done: Callable[[], None] | None = None,
-        max_line: int = MAX_LINE,
+        max_line: int = MAX_INCOMING,
     ) -> None:
         self.sock = sock
         self.on_line = on_line
