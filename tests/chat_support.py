@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Sequence
+from collections.abc import Sequence
+from typing import IO
 
 TIMEOUT = 10.0
 

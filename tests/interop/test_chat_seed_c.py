@@ -38,7 +38,7 @@ def seed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         exe = out / name
         result = subprocess.run(
             [gcc, "-Wall", "-O1", "-o", str(exe), str(SOURCES / f"{name}.c")],
-            capture_output=True, text=True, timeout=60,
+            capture_output=True, text=True, timeout=60, check=False,
         )
         assert result.returncode == 0, result.stderr
         built[name] = str(exe)
@@ -55,34 +55,33 @@ def _seed_server(seed: dict[str, str]) -> tuple[Driven, int]:
 
 
 def test_seed_client_against_our_chat_service(seed: dict[str, str]) -> None:
-    with running_service("chat") as svc:
-        with socket.create_connection(svc.address, timeout=TIMEOUT) as watcher:
-            watcher.sendall(b"watcher\n")
-            assert watcher.recv(4096).startswith(b"* welcome watcher")
-            client = Driven([seed["chat_client"], str(svc.port)])
-            try:
-                client.expect(b"Connected to server.\nClient: ")
-                client.send(b"alice\n")  # the first line is the nickname
-                client.expect(b"\nClient: Server: ")
-                client.expect(b"\n\nClient: ")
-                client.send(b"hello room\n")
-                client.expect(b"<alice> hello room\n\nClient: ")
-                client.send(b"exit\n")
-                assert client.wait() == 0
-                assert bytes(client.out) == (
-                    b"Connected to server.\n"
-                    b"Client: Server: * welcome alice: you are in #lobby with 1 other; /help lists commands\n\n"
-                    b"Client: Server: <alice> hello room\n\n"
-                    b"Client: "
-                )
-                got = b""
-                while b"alice left" not in got:
-                    chunk = watcher.recv(4096)
-                    assert chunk, got
-                    got += chunk
-                assert got == b"* alice joined #lobby\n<alice> hello room\n* alice left #lobby (exit)\n"
-            finally:
-                client.stop()
+    with running_service("chat") as svc, socket.create_connection(svc.address, timeout=TIMEOUT) as watcher:
+        watcher.sendall(b"watcher\n")
+        assert watcher.recv(4096).startswith(b"* welcome watcher")
+        client = Driven([seed["chat_client"], str(svc.port)])
+        try:
+            client.expect(b"Connected to server.\nClient: ")
+            client.send(b"alice\n")  # the first line is the nickname
+            client.expect(b"\nClient: Server: ")
+            client.expect(b"\n\nClient: ")
+            client.send(b"hello room\n")
+            client.expect(b"<alice> hello room\n\nClient: ")
+            client.send(b"exit\n")
+            assert client.wait() == 0
+            assert bytes(client.out) == (
+                b"Connected to server.\n"
+                b"Client: Server: * welcome alice: you are in #lobby with 1 other; /help lists commands\n\n"
+                b"Client: Server: <alice> hello room\n\n"
+                b"Client: "
+            )
+            got = b""
+            while b"alice left" not in got:
+                chunk = watcher.recv(4096)
+                assert chunk, got
+                got += chunk
+            assert got == b"* alice joined #lobby\n<alice> hello room\n* alice left #lobby (exit)\n"
+        finally:
+            client.stop()
 
 
 def test_seed_client_against_our_listen(seed: dict[str, str]) -> None:
@@ -186,27 +185,26 @@ def test_nc_in_our_chat_room() -> None:
     nc = find_peer("nc")
     if nc is None:
         pytest.skip("nc not installed")
-    with running_service("chat") as svc:
-        with socket.create_connection(svc.address, timeout=TIMEOUT) as watcher:
-            watcher.sendall(b"watcher\n")
-            assert watcher.recv(4096).startswith(b"* welcome")
-            # -N: shut the socket down at stdin EOF (OpenBSD nc); -w bounds it
-            result = subprocess.run(
-                [nc, "-N", "-w", "5", "127.0.0.1", str(svc.port)],
-                input=b"ncuser\r\nhello from nc\r\n/who\r\n", capture_output=True, timeout=TIMEOUT,
-            )
-            assert result.returncode == 0, result.stderr
-            assert result.stdout == (
-                b"* welcome ncuser: you are in #lobby with 1 other; /help lists commands\n"
-                b"<ncuser> hello from nc\n"
-                b"* #lobby (2): watcher, ncuser\n"
-            )
-            got = b""
-            while b"ncuser left" not in got:
-                chunk = watcher.recv(4096)
-                assert chunk, got
-                got += chunk
-            assert b"<ncuser> hello from nc\n" in got
+    with running_service("chat") as svc, socket.create_connection(svc.address, timeout=TIMEOUT) as watcher:
+        watcher.sendall(b"watcher\n")
+        assert watcher.recv(4096).startswith(b"* welcome")
+        # -N: shut the socket down at stdin EOF (OpenBSD nc); -w bounds it
+        result = subprocess.run(
+            [nc, "-N", "-w", "5", "127.0.0.1", str(svc.port)],
+            input=b"ncuser\r\nhello from nc\r\n/who\r\n", capture_output=True, timeout=TIMEOUT, check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == (
+            b"* welcome ncuser: you are in #lobby with 1 other; /help lists commands\n"
+            b"<ncuser> hello from nc\n"
+            b"* #lobby (2): watcher, ncuser\n"
+        )
+        got = b""
+        while b"ncuser left" not in got:
+            chunk = watcher.recv(4096)
+            assert chunk, got
+            got += chunk
+        assert b"<ncuser> hello from nc\n" in got
 
 
 def test_nc_against_our_listen() -> None:
@@ -219,6 +217,7 @@ def test_nc_against_our_listen() -> None:
         port = re.search(rb"listening on \S+ (\d+);", err).group(1).decode()  # type: ignore[union-attr]
         result = subprocess.run(
             [nc, "-N", "-w", "5", "127.0.0.1", port], input=b"from nc\nexit\n", capture_output=True, timeout=TIMEOUT,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         assert ours.wait() == 0

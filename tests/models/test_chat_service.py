@@ -6,7 +6,7 @@ import logging
 import queue
 import socket
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import select
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from inetkit.proto.chat import MAX_LINE, LineFramer, TooLong, decode_line
 

@@ -43,8 +43,8 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 #: most bytes in one line, its line ending excluded
 MAX_LINE = 4096
@@ -200,7 +200,7 @@ def nick_key(nick: str) -> str:
 
 def room_key(room: str) -> str | None:
     """The canonical room name (``#Lobby`` -> ``lobby``), or None if invalid."""
-    name = room[1:] if room.startswith("#") else room
+    name = room.removeprefix("#")
     name = unicodedata.normalize("NFKC", name).casefold()
     if not 1 <= len(name) <= MAX_ROOM or not all(c.isalnum() or c in _NAME_EXTRA for c in name):
         return None
@@ -280,7 +280,7 @@ class Outbox:
     fan-out to a thousand members is the hot path).
     """
 
-    __slots__ = ("ops", "closes")
+    __slots__ = ("closes", "ops")
 
     def __init__(self) -> None:
         self.ops: list[tuple[int | tuple[int, ...], bytes]] = []

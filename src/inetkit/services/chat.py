@@ -27,9 +27,17 @@ import asyncio
 import itertools
 import socket
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from inetkit.proto.chat import MAX_LINE, ChatHub, HubConfig, Outbox, encode_line, room_key
+from inetkit.proto.chat import (
+    MAX_LINE,
+    ChatHub,
+    HubConfig,
+    Outbox,
+    encode_line,
+    room_key,
+)
 from inetkit.services.base import ConnectionContext, Service
 from inetkit.services.options import Option, non_negative, positive
 
@@ -43,7 +51,7 @@ def _room(value: Any) -> str | None:
 class _Conn:
     """One live connection: its writer, transport (cached: the hot path) and context."""
 
-    __slots__ = ("writer", "transport", "ctx")
+    __slots__ = ("ctx", "transport", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter, ctx: ConnectionContext) -> None:
         self.writer = writer
