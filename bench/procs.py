@@ -181,3 +181,22 @@ def popen(argv: Sequence[str], *, pin: str | None = None, **kwargs: Any) -> subp
         argv = ["taskset", "-c", pin, *argv]
     kwargs.setdefault("stdin", subprocess.DEVNULL)
     return subprocess.Popen(argv, **kwargs)
+
+
+def set_affinity(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of ``pid``'s process tree to ``cpus`` (children forked
+    later inherit it): used to put client and server on one CPU for the
+    lock-step comparisons, then to release them."""
+    for p in process_tree(pid):
+        try:
+            tasks = [int(t) for t in os.listdir(f"/proc/{p}/task")]
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
+
+
+ALL_CPUS = set(range(os.cpu_count() or 1))
