@@ -385,6 +385,11 @@ class Supervisor:
         deadline = time.monotonic() + grace
         for bound in everything:
             bound.runtime.accepting = False
+            if bound.runtime.service is not None:
+                try:
+                    bound.runtime.service.begin_stop()
+                except Exception as exc:
+                    log.error("%s: error while beginning to stop: %r", bound.config.name, exc)
         tasks = [b.task for b in everything if b.task is not None and not b.task.done()]
         for task in tasks:
             # in-daemon models stop accepting; worker models SIGTERM their
@@ -517,5 +522,8 @@ def serve_forever(
     try:
         loop.run_until_complete(supervisor.run(stop, on_ready))
     finally:
+        from inetkit.logs import flush_connection_log
+
+        flush_connection_log()
         loop.close()
     return 0

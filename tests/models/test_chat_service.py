@@ -7,6 +7,7 @@ import queue
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -347,3 +348,21 @@ def test_a_line_at_the_cap_is_relayed_whole_to_our_client(chat: tuple[str, int])
     finally:
         a.close()
         ours.close()
+
+
+def test_daemon_stop_says_goodbye_and_does_not_wait_out_the_grace(tmp_path: Path) -> None:
+    from inetkit.testing.running import running_daemon, stop_process
+
+    config = '[daemon]\ngrace = 20\n[services.chat]\nport = 0\nproto = "tcp"\n'
+    with running_daemon(config_text=config, tmp_path=tmp_path) as daemon:
+        address = ("127.0.0.1", daemon.port("chat"))
+        a, b = Raw(address, "alice"), Raw(address)  # one named, one still unnamed
+        try:
+            start = time.monotonic()
+            assert stop_process(daemon.process) == 0
+            assert time.monotonic() - start < 10  # far less than the 20 s grace
+            assert a.drain_to_eof().endswith(b"* server shutting down; bye\n")
+            assert b.drain_to_eof() == b"* server shutting down; bye\n"
+        finally:
+            a.close()
+            b.close()

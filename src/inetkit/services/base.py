@@ -155,6 +155,11 @@ class Service:
     serve_udp: ClassVar[Any] = None
 
     # -- lifecycle ---------------------------------------------------------
+    def begin_stop(self) -> None:
+        """The daemon stops accepting and starts its grace period.  A service
+        whose connections never end on their own (chat) says goodbye and
+        closes them here, so the drain need not wait out the whole grace."""
+
     async def aclose(self) -> None:
         """Called once when the daemon stops serving this listener."""
 

@@ -181,9 +181,14 @@ class ChatService(Service):
         self._apply(self.hub.disconnect(cid, "too slow: output queue overflow"))
 
     # -- lifecycle ---------------------------------------------------------------------
-    async def aclose(self) -> None:
+    def begin_stop(self) -> None:
+        """The daemon is stopping: chat sessions never end on their own, so
+        tell every client and close (flushing what is queued) right away."""
         notice = encode_line("* server shutting down; bye")
         for conn in list(self.conns.values()):
             if not conn.transport.is_closing():
                 conn.transport.write(notice)
                 conn.writer.close()
+
+    async def aclose(self) -> None:
+        self.begin_stop()
