@@ -23,14 +23,21 @@ CHUNK = 65536
 
 
 def _reset(sock: socket.socket) -> None:
+    """Abort ``sock`` with an RST, as a dropped link would: no FIN first.
+
+    ``shutdown(SHUT_WR)`` would send a FIN (the peer would read a clean EOF,
+    which protocols without a length take for a complete transfer); SHUT_RD
+    sends nothing but wakes a pump thread blocked in ``recv`` on it, and the
+    close with SO_LINGER 0 then sends the RST."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:
         pass
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
+    sock.close()
 
 
 class CutProxy:
