@@ -273,6 +273,16 @@ def probe_tftp(address: tuple[str, int]) -> None:
         _expect(Path(out).read_bytes() == PROBE_BYTES, "tftp file differs")
 
 
+def probe_udp_file(address: tuple[str, int]) -> None:
+    """Seed 002 practice 2: pieces of a file, then ``DONE``, answered by ``DONE``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(PROBE_TIMEOUT)
+        sock.connect(address)
+        sock.send(b"inetkit probe piece\n")
+        sock.send(b"DONE")
+        _expect(sock.recv(64).startswith(b"DONE"), "udp-file did not answer DONE")
+
+
 #: (handler name, or service name for exec'd programs; transport) -> probe
 PROBES: dict[tuple[str, str], Probe] = {
     ("echo", "tcp"): probe_echo_tcp,
@@ -295,6 +305,7 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("file-push", "tcp"): probe_file_push,
     ("files", "tcp"): probe_files,
     ("tftp", "udp"): probe_tftp,
+    ("udp-file", "udp"): probe_udp_file,
 }
 
 
@@ -339,6 +350,7 @@ SEEDS: dict[str, list[bytes]] = {
         b"FX1 GET %2e%2e/%2e%2e/etc/passwd 0\n",
     ],
     "tftp": _tftp_seeds(),
+    "udp-file": [b"a piece of a file", b"DONE"],
 }
 
 #: bytes that make parsers take unusual branches
