@@ -160,6 +160,10 @@ class _Terminal:
         if app.is_running and loop is not None:
             loop.call_soon_threadsafe(lambda: app.exit(exception=EOFError) if app.is_running else None)
 
+    def _exit_if(self, done: bool) -> None:
+        if done and self.session.app.is_running:
+            self.session.app.exit(exception=EOFError)
+
     def run(self, chat: Any, direct: bool) -> None:
         from prompt_toolkit.patch_stdout import patch_stdout
 
@@ -168,7 +172,9 @@ class _Terminal:
         with patch_stdout(raw=True):
             while not chat.done.is_set():
                 try:
-                    text = self.session.prompt("> ")
+                    # pre_run closes the gap between our done check and the
+                    # prompt starting (interrupt() cannot reach a prompt not yet running)
+                    text = self.session.prompt("> ", pre_run=lambda: self._exit_if(chat.done.is_set()))
                 except (EOFError, KeyboardInterrupt):
                     if not chat.done.is_set():
                         chat.send_line("exit" if direct else "/quit")
