@@ -103,7 +103,7 @@ def test_get_resume_after_a_cut(root: Path, tmp_path: Path) -> None:
     (root / "f").write_bytes(data)
     out = tmp_path / "out"
     with inetkit_run("files", "-o", f"root={root}") as address:
-        with CutProxy(address, random.Random(5).randrange(1000, len(data))) as proxy:
+        with CutProxy(address, random.Random(5).randrange(1000, len(data)), reset=False) as proxy:
             host, port = proxy.address
             first = cli("get", host, str(port), "f", "-o", str(out))
             assert first.returncode != 0 and b"--resume" in first.stderr and not out.exists()

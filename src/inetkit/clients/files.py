@@ -15,9 +15,12 @@ only after its SHA-256 matched; ``resume=True`` continues an existing
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import mmap
 import os
 import queue
+import select
 import socket
 import stat
 import sys
@@ -266,12 +269,26 @@ def _download_on(sock: socket.socket, name: str, out_fd: int, offset: int, progr
         os.lseek(out_fd, offset, os.SEEK_SET)
     elif not to_stdout:
         os.ftruncate(out_fd, 0)
+    early = conn.lines.take_rest()[: core.body_remaining]
+    if to_stdout or not stat.S_ISREG(os.fstat(out_fd).st_mode):
+        got = _receive_copying(sock, core, out_fd, digest, early, offset, header.size, progress)
+    else:
+        got = _receive_spliced(sock, core, out_fd, digest, early, offset, header.size, progress)
+    if got != header.digest:
+        raise TransferError(f"SHA-256 mismatch: server announced {header.digest}, received data hashes to {got}; "
+                            "nothing kept", "integrity")
+    if progress is not None:
+        progress(header.size, header.size)
+    return header
+
+
+def _receive_copying(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: "hashlib._Hash", early: bytes,
+                     done: int, total: int, progress: Progress | None) -> str:
+    """recv_into a ring of buffers, write each, hash it on the helper thread
+    (for outputs that are not regular files: pipes, terminals)."""
     hasher = _Hasher(digest)
-    done = offset
     try:
-        early = conn.lines.take_rest()
         if early:
-            early = early[: core.body_remaining]
             _write_all(out_fd, memoryview(early))
             index, view = hasher.take()
             view[: len(early)] = early
@@ -293,19 +310,114 @@ def _download_on(sock: socket.socket, name: str, out_fd: int, offset: int, progr
                 core.body_received(filled)
                 done += filled
                 if progress is not None:
-                    progress(done, header.size)
+                    progress(done, total)
             else:
                 hasher.free.put(index)
             if filled < want:
                 core.body_eof()  # raises: short body
     finally:
         got = hasher.finish()
-    if got != header.digest:
-        raise TransferError(f"SHA-256 mismatch: server announced {header.digest}, received data hashes to {got}; "
-                            "nothing kept", "integrity")
-    if progress is not None and header.size == offset:
-        progress(done, header.size)
-    return header
+    return got
+
+
+class _FileHasher:
+    """Hash what is written to a regular file, on a helper thread, reading it
+    back through ``mmap`` windows from the page cache (no copy into Python),
+    never further than the bytes already written."""
+
+    WINDOW = 16 << 20
+
+    def __init__(self, digest: "hashlib._Hash", fd: int, start: int) -> None:
+        self.digest = digest
+        self.fd = fd
+        self.hashed = start
+        self.written = start
+        self.final = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="inetkit-sha256", daemon=True)
+        self.thread.start()
+
+    def advance(self, written: int) -> None:
+        with self.cond:
+            self.written = written
+            if written - self.hashed >= self.WINDOW:
+                self.cond.notify()
+
+    def finish(self) -> str:
+        with self.cond:
+            self.final = True
+            self.cond.notify()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest.hexdigest()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    while not self.final and self.written - self.hashed < self.WINDOW:
+                        self.cond.wait()
+                    final = self.final
+                    end = self.written if final else self.hashed + (self.written - self.hashed) // self.WINDOW * self.WINDOW
+                while self.hashed < end:
+                    length = min(self.WINDOW, end - self.hashed)
+                    base = self.hashed - self.hashed % mmap.ALLOCATIONGRANULARITY
+                    skip = self.hashed - base
+                    with mmap.mmap(self.fd, skip + length, prot=mmap.PROT_READ, offset=base) as mm:
+                        with memoryview(mm) as view:
+                            self.digest.update(view[skip : skip + length])
+                    self.hashed += length
+                if final:
+                    return
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+
+def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: "hashlib._Hash", early: bytes,
+                     done: int, total: int, progress: Progress | None) -> str:
+    """socket -> pipe -> file with splice(2): the body never enters Python;
+    the kernel copies it once, into the page cache, and ``_FileHasher``
+    hashes it from there."""
+    hasher = _FileHasher(digest, out_fd, done)
+    pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        try:
+            capacity = fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, BUFFER)
+        except OSError:
+            capacity = 65536  # the kernel's pipe-max-size is lower: the default pipe
+        if early:
+            _write_all(out_fd, memoryview(early))
+            core.body_received(len(early))
+            done += len(early)
+            hasher.advance(done)
+        fd = sock.fileno()
+        timeout = sock.gettimeout()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while core.state is State.BODY:
+            try:
+                n = os.splice(fd, pipe_w, min(capacity, core.body_remaining), flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK)
+            except BlockingIOError:
+                if not poller.poll(None if timeout is None else int(timeout * 1000)):
+                    raise TimeoutError("no data") from None
+                continue
+            if n == 0:
+                core.body_eof()  # raises: short body
+            moved = 0
+            while moved < n:
+                moved += os.splice(pipe_r, out_fd, n - moved, flags=os.SPLICE_F_MOVE)
+            core.body_received(n)
+            done += n
+            hasher.advance(done)
+            if progress is not None:
+                progress(done, total)
+    finally:
+        os.close(pipe_r)
+        os.close(pipe_w)
+        got = hasher.finish()
+    return got
 
 
 def _hash_prefix(fd: int, length: int) -> "hashlib._Hash":

@@ -50,6 +50,8 @@ class AsyncChannel:
             buffered.clear()
         self.eof_seen = bool(reader.at_eof()) and not self.pending
         raw = transport.get_extra_info("socket")
+        if raw is None or transport.is_closing():
+            raise ConnectionResetError("the connection closed before it was served")
         self.sock = socket.socket(fileno=os.dup(raw.fileno()))
         self.sock.setblocking(False)
         self.fd = self.sock.fileno()

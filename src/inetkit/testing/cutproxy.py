@@ -5,7 +5,10 @@ each accepted connection to ``target`` (a loopback address only).  For the
 first ``cuts`` connections, once ``cut_after`` bytes went through in the
 chosen direction (``"down"``: server to client, ``"up"``: client to server),
 it forwards nothing more and resets both sides (SO_LINGER 0), as a dropped
-link would; later connections pass through untouched.
+link would (bytes still in flight may be lost with the RST); with
+``reset=False`` it ends both sides with a FIN instead, so each side reads
+exactly the bytes forwarded and then EOF (deterministic resume offsets).
+Later connections pass through untouched.
 
 Bounded in every way: at most ``max_connections`` connections, every socket
 has a timeout, threads are daemons joined on ``close()``.
@@ -20,6 +23,14 @@ import threading
 from types import TracebackType
 
 CHUNK = 65536
+
+
+def _finish(sock: socket.socket) -> None:
+    """End ``sock`` with a FIN both ways; the proxy closes it in ``close()``."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _reset(sock: socket.socket) -> None:
@@ -48,6 +59,7 @@ class CutProxy:
         *,
         direction: str = "down",
         cuts: int = 1,
+        reset: bool = True,
         max_connections: int = 16,
         timeout: float = 10.0,
     ) -> None:
@@ -59,6 +71,7 @@ class CutProxy:
         self.cut_after = cut_after
         self.direction = direction
         self.cuts_left = cuts
+        self._end = _reset if reset else _finish
         self.max_connections = max_connections
         self.timeout = timeout
         #: bytes forwarded per connection in the cut direction, and how many were cut
@@ -118,8 +131,8 @@ class CutProxy:
                 if want == 0:
                     with self._lock:
                         self.cut_count += 1
-                    _reset(client)
-                    _reset(upstream)
+                    self._end(client)
+                    self._end(upstream)
                     return
                 data = src.recv(want)
                 if not data:
@@ -135,8 +148,8 @@ class CutProxy:
                         self.forwarded[index] = sent
         except OSError:
             # one side went away (or we reset it): end both directions
-            _reset(client)
-            _reset(upstream)
+            self._end(client)
+            self._end(upstream)
 
     def close(self) -> None:
         self._closed.set()
