@@ -26,6 +26,7 @@ from typing import Any, Callable, Hashable
 
 from inetkit.config.schema import ServiceConfig
 from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
+from inetkit.logs import connection_log
 from inetkit.services.base import ConnectionContext, Service, ServiceContext
 
 #: outcomes that are not errors
@@ -224,6 +225,10 @@ class ServiceRuntime:
                 self._log_line(conn.peer_text, pid, duration, 0, 0, outcome)
 
     def _log_line(self, peer: str, pid: int, duration: float, bytes_in: int, bytes_out: int, outcome: str) -> None:
+        fast = connection_log()
+        if fast is not None:
+            fast.write(self.config.name, peer, self.config.model, pid, duration, bytes_in, bytes_out, outcome)
+            return
         self.ctx.log.info(
             "%s %s %s pid=%d %.3fs in=%d out=%d %s",
             self.config.name, peer, self.config.model, pid, duration, bytes_in, bytes_out, outcome,
