@@ -8,8 +8,9 @@
 - ``daytime-uvloop``: the same for daytime (write the time, close).
 - ``daytime-forking``: ``socketserver.ForkingTCPServer`` answering daytime,
   the stdlib's fork-per-connection server.
-- ``chat-asyncio``: a bare asyncio line broadcast (every line to every other
-  client of the one room), the chat fan-out reference.
+- ``chat-asyncio``: a bare asyncio line broadcast (every line to every
+  client of the one room, the sender included, as inetkit's chat echoes a
+  message to its sender), the chat fan-out reference.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class Daytime(asyncio.Protocol):
 
 
 class ChatHub:
-    """One room: a line from one client goes to every other client."""
+    """One room: a line from one client goes to every client (itself included)."""
 
     def __init__(self) -> None:
         self.clients: set[ChatClient] = set()
@@ -66,9 +67,8 @@ class ChatClient(asyncio.Protocol):
             return
         *lines, self.buffer = self.buffer.split(b"\n")
         out = b"".join(line + b"\n" for line in lines)
-        for client in self.hub.clients:
-            if client is not self:
-                client.transport.write(out)  # type: ignore[attr-defined]
+        for client in self.hub.clients:  # the sender too, as inetkit's chat echoes to it
+            client.transport.write(out)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.hub.clients.discard(self)

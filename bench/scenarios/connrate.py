@@ -25,8 +25,8 @@ CLIENTS = 10
 
 
 def run(ctx: Context) -> None:
-    duration = ctx.pick(1.5, 3.0)
-    runs = ctx.runs(3, 5)
+    duration = ctx.pick(1.0, 3.0)
+    runs = ctx.runs(2, 5)
     daytime = {"proto": "tcp", "handler": "daytime"}
     date = shutil.which("date") or "/bin/date"
     starters = {

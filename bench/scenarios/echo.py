@@ -25,8 +25,8 @@ PROCESSES = 2  # one load process per core
 
 
 def run(ctx: Context) -> None:
-    duration = ctx.pick(1.5, 4.0)
-    runs = ctx.runs(3, 5)
+    duration = ctx.pick(1.0, 3.0)
+    runs = ctx.runs(2, 5)
     echo = {"proto": "tcp", "handler": "echo", "model": "async"}
     starters = {
         "inetkit async": lambda: start_inetkit("echo-async", {"echo": echo}),

@@ -100,7 +100,7 @@ class RssSampler:
 def run(ctx: Context) -> None:
     if not service_available("files"):
         raise NotAvailable("service missing (inetkit.services.files)")
-    size = ctx.pick(256, 1024) * MIB
+    size = ctx.pick(128, 1024) * MIB
     runs = ctx.runs(2, 3)
     # tmpfs when there is one: the copies land in a file, but the disk's
     # write-back (which throttles whichever subject runs after a big write)

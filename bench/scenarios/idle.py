@@ -75,7 +75,7 @@ def settle_rss(server: Server, timeout: float = 5.0) -> int:
 
 
 def run(ctx: Context) -> None:
-    runs = ctx.runs(2, 3)
+    runs = ctx.runs(1, 3)
     probes = ctx.pick(300, 1000)
     starters = {
         "inetkit async echo": lambda: start_inetkit("idle-echo", {"echo": {"proto": "tcp", "handler": "echo",

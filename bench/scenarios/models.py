@@ -72,7 +72,7 @@ def burst(port: int, clients: int) -> tuple[float, list[float], int]:
 
 
 def run(ctx: Context) -> None:
-    levels = ctx.pick([1, 10, 50], [1, 2, 5, 10, 20, 30, 40, 50])
+    levels = ctx.pick([1, 10, 25], [1, 2, 5, 10, 20, 30, 40, 50])
     runs = ctx.runs(2, 3)
     services = {}
     for model in MODELS:

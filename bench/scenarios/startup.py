@@ -75,7 +75,7 @@ def time_command(argv: list[str], cold: bool) -> float:
 
 
 def run(ctx: Context) -> None:
-    runs = ctx.runs(5, 10)
+    runs = ctx.runs(3, 10)
     serve = ctx.measurement(NAME, "time to ready / to exit", "s", reference="python -c pass", higher_is_better=False)
     ready_lines: set[str] = set()
     subjects = {

@@ -166,7 +166,7 @@ class Transfers:
 def run(ctx: Context) -> None:
     if not service_available("tftp"):
         raise NotAvailable("service missing (inetkit.services.tftp)")
-    size = ctx.pick(8, 48) * MIB
+    size = ctx.pick(4, 48) * MIB
     runs = ctx.runs(2, 3)
     work = Path(tempfile.mkdtemp(prefix="inetkit-bench-tftp-"))
     root = work / "root"
@@ -196,7 +196,7 @@ def run(ctx: Context) -> None:
             _lockstep(ctx, t, servers, runs)
             _big_blocks(ctx, t, servers, runs)
             _windowed(ctx, t, servers, runs)
-            _loss(ctx, t, servers, ctx.runs(2, 3), ctx.pick(2, 8) * MIB)
+            _loss(ctx, t, servers, ctx.runs(1, 3), ctx.pick(2, 8) * MIB)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ctx.note(NAME, f"File: {size // MIB} MiB of random bytes, every transfer verified with SHA-256; "
