@@ -138,7 +138,7 @@ def fmt_number(value: float | None, digits: int = 3) -> str:
         return "–"
     magnitude = abs(value)
     if magnitude >= 10_000_000:
-        return f"{value / 1e6:.{max(digits - 2, 0)}g}M".replace("e+", "e")
+        return f"{value / 1e6:.{digits}g}M"
     if magnitude >= 10_000:
         return f"{value / 1e3:.{digits}g}k"
     if magnitude == 0:
