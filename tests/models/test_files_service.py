@@ -14,8 +14,9 @@ import random
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -272,9 +273,8 @@ def test_resume_with_a_corrupted_local_part_is_detected(root: Path, tmp_path: Pa
     (root / "f").write_bytes(data)
     out = tmp_path / "out"
     Path(str(out) + ".part").write_bytes(b"\xff" * 1000)  # not a prefix of the file
-    with files_service(root) as service:
-        with pytest.raises(TransferError) as info:
-            download(*service.address, "f", str(out), resume=True)
+    with files_service(root) as service, pytest.raises(TransferError) as info:
+        download(*service.address, "f", str(out), resume=True)
     assert info.value.kind == "integrity" and "SHA-256 mismatch" in str(info.value)
     assert not out.exists() and not Path(str(out) + ".part").exists()
 

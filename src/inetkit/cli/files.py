@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 EXIT_PROTOCOL = 76  # sysexits EX_PROTOCOL
 
@@ -90,12 +91,11 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    import os
     import posixpath
 
     from inetkit.cli.common import fail
     from inetkit.clients.files import download
-
-    import os
 
     output = args.output or posixpath.basename(args.name)
     if output != "-" and os.path.isdir(output):
@@ -128,8 +128,14 @@ class _progress:
         if not self.enabled:
             return None
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                             TimeRemainingColumn(), console=Console(stderr=True), transient=True)

@@ -27,8 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from inetkit.errors import LocalProtocolError
 from inetkit.proto.filexfer import (
@@ -157,7 +158,7 @@ class _Hasher:
     """Hash buffers in order on a helper thread while the caller keeps
     receiving into the others: a ring of ``RING`` reusable buffers."""
 
-    def __init__(self, digest: "hashlib._Hash") -> None:
+    def __init__(self, digest: hashlib._Hash) -> None:
         self.digest = digest
         self.buffers = [bytearray(BUFFER) for _ in range(RING)]
         self.free: queue.Queue[int] = queue.Queue()
@@ -282,7 +283,7 @@ def _download_on(sock: socket.socket, name: str, out_fd: int, offset: int, progr
     return header
 
 
-def _receive_copying(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: "hashlib._Hash", early: bytes,
+def _receive_copying(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: hashlib._Hash, early: bytes,
                      done: int, total: int, progress: Progress | None) -> str:
     """recv_into a ring of buffers, write each, hash it on the helper thread
     (for outputs that are not regular files: pipes, terminals)."""
@@ -327,7 +328,7 @@ class _FileHasher:
 
     WINDOW = 16 << 20
 
-    def __init__(self, digest: "hashlib._Hash", fd: int, start: int) -> None:
+    def __init__(self, digest: hashlib._Hash, fd: int, start: int) -> None:
         self.digest = digest
         self.fd = fd
         self.hashed = start
@@ -375,7 +376,7 @@ class _FileHasher:
             self.error = exc
 
 
-def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: "hashlib._Hash", early: bytes,
+def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: hashlib._Hash, early: bytes,
                      done: int, total: int, progress: Progress | None) -> str:
     """socket -> pipe -> file with splice(2): the body never enters Python;
     the kernel copies it once, into the page cache, and ``_FileHasher``
@@ -420,7 +421,7 @@ def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, dig
     return got
 
 
-def _hash_prefix(fd: int, length: int) -> "hashlib._Hash":
+def _hash_prefix(fd: int, length: int) -> hashlib._Hash:
     digest = hashlib.sha256()
     buf = bytearray(BUFFER)
     view = memoryview(buf)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from inetkit.clients.files import TransferError, _connect, _write_all
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from typing import Any, Callable, Coroutine, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class AsyncChannel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float | None) -> None:
         self.loop = asyncio.get_running_loop()
         self.timeout = timeout
-        transport = writer.transport
+        transport: asyncio.Transport = writer.transport  # type: ignore[assignment]  # a socket transport reads too
         transport.pause_reading()
         # Bytes the StreamReader read before we paused it belong to us now.
         # There is no public accessor for them; ``_buffer`` has been the
@@ -170,6 +171,7 @@ def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
     try:
         coro.send(None)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        result: T = stop.value
+        return result
     coro.close()
     raise RuntimeError("a blocking handler awaited something that suspends")

@@ -167,7 +167,7 @@ class CutProxy:
         for sock in sockets:
             sock.close()
 
-    def __enter__(self) -> "CutProxy":
+    def __enter__(self) -> CutProxy:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
