@@ -8,6 +8,7 @@ and a file that cannot be sent gives the client an error, not an empty file.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 from collections.abc import Iterator
@@ -95,3 +96,13 @@ def test_unreadable_file_is_an_error_not_an_empty_file(model: str, tmp_path: Pat
             push_get(*service.address, str(out))
     assert not out.exists() and not Path(str(out) + ".part").exists()
     assert any("cannot open" in m for m in push_log.messages)
+
+
+def test_a_fifo_as_the_file_neither_blocks_nor_sends(tmp_path: Path, push_log: _Records) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with running_service("file-push", options={"path": str(fifo)}) as service:
+        for _ in range(2):  # the event loop is not stuck in open(2): the second client is served too
+            with pytest.raises(TransferError):
+                push_get(*service.address, str(tmp_path / "out"), timeout=5)
+    assert any("not a regular file" in m for m in push_log.messages)

@@ -56,7 +56,7 @@ class FilePushService(Service):
     async def serve(self, ch: Any, ctx: ConnectionContext) -> bytes | None:
         """Send, half-close, read the reply; returns the reply (None if the file failed)."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as exc:
             # Nothing sensible to send: closing without data would look like an
             # empty file to the seed's client, so reset instead.
