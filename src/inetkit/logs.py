@@ -37,6 +37,26 @@ MAX_BUFFERED = 512
 
 _SAFE = re.compile(r"[\w .:\[\]%=/+-]*\Z")
 
+# C0 controls (newline included), DEL, C1 and the bidi overrides, shown as escapes
+# in plain log lines: text a peer sent (a greeting, a datagram) must not be able to
+# start a forged log line or drive the operator's terminal (CWE-117).
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS.update({c: f"\\u{c:04x}" for c in [0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters replaced by visible escapes (one line)."""
+    return text.translate(_CONTROLS)
+
+
+class PlainFormatter(logging.Formatter):
+    """The plain line format; the message part is made printable (tracebacks,
+    appended after it, keep their newlines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
 
 def _q(text: str) -> str:
     """A JSON string literal; plain text (names, addresses) skips json.dumps."""
@@ -172,7 +192,7 @@ def setup_logging(fmt: str | None = None, level: int = logging.INFO) -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s inetkit[%(process)d] %(levelname)s %(message)s"))
+        handler.setFormatter(PlainFormatter("%(asctime)s inetkit[%(process)d] %(levelname)s %(message)s"))
     root = logging.getLogger("inetkit")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -65,9 +65,9 @@ def main(argv: list[str]) -> int:
     peer = f"{os.environ.get('TCPREMOTEIP', '?')}:{os.environ.get('TCPREMOTEPORT', '?')}"
     # the seed's line, "@@ [bit] from client : %s", plus who sent it
     # escaped: the client's bytes must not forge daemon log lines (stderr is the log)
-    from inetkit.logs import printable
-
-    print(f"@@ [bit] from client {peer} : {printable(text.decode('utf-8', 'replace'))}{note}", file=sys.stderr, flush=True)
+    shown = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+                    for c in text.decode("utf-8", "replace"))
+    print(f"@@ [bit] from client {peer} : {shown}{note}", file=sys.stderr, flush=True)
     return 0
 
 
