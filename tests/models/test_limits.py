@@ -4,6 +4,7 @@ closed cleanly while other clients, other sources and other services are served.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -256,3 +257,63 @@ def test_idle_timeout_is_honoured(model: str) -> None:
             except ConnectionResetError:
                 pass
             assert 0.2 < time.monotonic() - started < 5.0
+
+
+LOW_FD_LAUNCHER = """
+import os, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))  # hard too: the daemon cannot raise it
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("model", ["async", "thread"])
+def test_accept_backs_off_on_fd_exhaustion_and_recovers(tmp_path, model: str) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from inetkit.testing.running import RunningDaemon, _wait_ready, stop_process
+
+    config = tmp_path / "fds.toml"
+    config.write_text(f'[services.echo]\nport = 0\nhandler = "echo"\nmodel = "{model}"\n')
+    with open(tmp_path / "stderr.log", "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LOW_FD_LAUNCHER, sys.executable, "-m", "inetkit.cli.main", "serve",
+             "-c", str(config), "--no-control", "--no-connection-log"],
+            stdout=subprocess.PIPE, stderr=log_file, text=True,
+        )
+    daemon = RunningDaemon(proc)
+    held: list[socket.socket] = []
+    try:
+        _wait_ready(daemon, 20.0)
+        address = ("127.0.0.1", daemon.port("echo"))
+        # more clients than the daemon has descriptors: the excess wait in the backlog
+        for _ in range(100):
+            held.append(connect(address, timeout=5))
+        served = sum(echoes(s) for s in held[:20])
+        assert served == 20
+        # the daemon takes the backlog until it runs out of descriptors
+        if model == "thread":
+            # inetkit's accept loop backs off and retries, and says so (once per
+            # back-off step); the clients beyond the limit wait in the backlog
+            assert wait_for(lambda: "accept: Too many open files; retrying" in (tmp_path / "stderr.log").read_text())
+        else:
+            # uvloop (libuv) accepts and closes what it cannot hold, and keeps accepting
+            assert wait_for(lambda: len(os.listdir(f"/proc/{proc.pid}/fd")) >= 63)
+        for s in held:
+            s.close()
+        held.clear()
+        # descriptors are free again: the daemon serves new clients (it did not die or stop accepting)
+        def serves() -> bool:
+            try:
+                with connect(address, timeout=3) as s:
+                    return echoes(s)
+            except OSError:
+                return False
+        assert wait_for(serves, timeout=20)
+        assert proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        stop_process(proc)
+    log = (tmp_path / "stderr.log").read_text()
+    assert "Traceback" not in log
