@@ -127,7 +127,9 @@ class ConnectionLog:
         else:
             head = self._heads.get((service, model))
             if head is None:
-                head = self._heads[(service, model)] = f" inetkit[{self.pid}] INFO {service} ", f" {model} pid="
+                # names come from the config; made printable once, not per line
+                head = self._heads[(service, model)] = (f" inetkit[{self.pid}] INFO {printable(service)} ",
+                                                        f" {printable(model)} pid=")
             line = (f"{self._stamp},{millis:03d}{head[0]}{peer}{head[1]}{pid} {duration:.3f}s "
                     f"in={bytes_in} out={bytes_out} {outcome}")
         if self.timer is not None:  # a flush is already due: just queue the line
