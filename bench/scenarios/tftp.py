@@ -300,7 +300,7 @@ def _loss(ctx: Context, t: Transfers, servers: dict[str, Server], runs: int, siz
     if "atftpd" in servers:
         pairs["atftpd"] = "atftp"
     subjects = [f"{client} + {server}, {loss}" for server, client in pairs.items() for loss in ("no loss", "5% loss")]
-    loss_timeout = ctx.pick(8.0, 30.0)
+    loss_timeout = ctx.pick(8.0, 20.0)
 
     def measure(_r: int, subject: str) -> None:
         pair, loss = subject.rsplit(", ", 1)
