@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import mmap
 import os
 import queue
 import select
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from inetkit.errors import LocalProtocolError
+from inetkit.io.filehash import FileHasher
 from inetkit.proto.filexfer import (
     MAX_LINE,
     ClientTransfer,
@@ -321,67 +321,12 @@ def _receive_copying(sock: socket.socket, core: ClientTransfer, out_fd: int, dig
     return got
 
 
-class _FileHasher:
-    """Hash what is written to a regular file, on a helper thread, reading it
-    back through ``mmap`` windows from the page cache (no copy into Python),
-    never further than the bytes already written."""
-
-    WINDOW = 16 << 20
-
-    def __init__(self, digest: hashlib._Hash, fd: int, start: int) -> None:
-        self.digest = digest
-        self.fd = fd
-        self.hashed = start
-        self.written = start
-        self.final = False
-        self.error: BaseException | None = None
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._run, name="inetkit-sha256", daemon=True)
-        self.thread.start()
-
-    def advance(self, written: int) -> None:
-        with self.cond:
-            self.written = written
-            if written - self.hashed >= self.WINDOW:
-                self.cond.notify()
-
-    def finish(self) -> str:
-        with self.cond:
-            self.final = True
-            self.cond.notify()
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-        return self.digest.hexdigest()
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self.cond:
-                    while not self.final and self.written - self.hashed < self.WINDOW:
-                        self.cond.wait()
-                    final = self.final
-                    end = self.written if final else self.hashed + (self.written - self.hashed) // self.WINDOW * self.WINDOW
-                while self.hashed < end:
-                    length = min(self.WINDOW, end - self.hashed)
-                    base = self.hashed - self.hashed % mmap.ALLOCATIONGRANULARITY
-                    skip = self.hashed - base
-                    with mmap.mmap(self.fd, skip + length, prot=mmap.PROT_READ, offset=base) as mm:
-                        with memoryview(mm) as view:
-                            self.digest.update(view[skip : skip + length])
-                    self.hashed += length
-                if final:
-                    return
-        except BaseException as exc:  # reported by finish()
-            self.error = exc
-
-
 def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: hashlib._Hash, early: bytes,
                      done: int, total: int, progress: Progress | None) -> str:
     """socket -> pipe -> file with splice(2): the body never enters Python;
-    the kernel copies it once, into the page cache, and ``_FileHasher``
+    the kernel copies it once, into the page cache, and ``FileHasher``
     hashes it from there."""
-    hasher = _FileHasher(digest, out_fd, done)
+    hasher = FileHasher(out_fd, done, digest)
     pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
     try:
         try:

@@ -30,6 +30,7 @@ import stat
 import threading
 from typing import Any, ClassVar
 
+from inetkit.io.filehash import FileHasher, sha256_fd
 from inetkit.io.zerocopy import AsyncChannel, BlockingChannel, run_blocking
 from inetkit.proto.filexfer import (
     MAX_LINE,
@@ -48,8 +49,6 @@ from inetkit.proto.filexfer import (
 from inetkit.services.base import ConnectionContext, Service
 from inetkit.services.options import Option, non_negative, positive
 
-#: read size when hashing a file
-HASH_CHUNK = 1 << 20
 #: how many file digests the cache remembers
 DIGEST_CACHE = 1024
 
@@ -58,23 +57,6 @@ def default_root() -> str:
     """``$XDG_DATA_HOME/inetkit/files``, else ``~/.local/share/inetkit/files``."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "inetkit", "files")
-
-
-def sha256_fd(fd: int, length: int | None = None) -> str:
-    """SHA-256 of the first ``length`` bytes (default: all) of ``fd``, read with
-    ``pread`` into one reused buffer (the file offset is left alone)."""
-    digest = hashlib.sha256()
-    buf = bytearray(HASH_CHUNK)
-    view = memoryview(buf)
-    offset = 0
-    while length is None or offset < length:
-        want = HASH_CHUNK if length is None else min(HASH_CHUNK, length - offset)
-        n = os.preadv(fd, [view[:want]], offset)
-        if n == 0:
-            break
-        digest.update(view[:n])
-        offset += n
-    return digest.hexdigest()
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -303,6 +285,7 @@ class FilesService(Service):
         ppath = self.partial_path(req)
         pfd = os.open(ppath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         keep = True
+        hasher: FileHasher | None = None
         try:
             try:
                 fcntl.flock(pfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -319,14 +302,19 @@ class FilesService(Service):
                 raise
             await ch.sendall(core.ready(have))
             os.lseek(pfd, have, os.SEEK_SET)
-            received = await self._receive_body(ch, core, pfd, early, ctx)
+            # hash on a helper thread as the bytes land (the prefix of a resumed
+            # upload first), so that verification mostly overlaps the transfer
+            hasher = FileHasher(pfd, 0)
+            hasher.advance(have)
+            received = await self._receive_body(ch, core, pfd, early, ctx, hasher, have)
             if core.body_remaining:
                 ctx.log.info("%s: upload of %s from %s interrupted at %d of %d bytes; partial kept for resume",
                              ctx.service.name, req.name, ctx.peer_text, have + received, req.size)
                 return
             if self.options.fsync:
                 os.fsync(pfd)
-            digest = await ch.offload(sha256_fd, pfd, req.size)
+            digest = await ch.offload(hasher.finish)
+            hasher = None
             if digest != req.digest:
                 keep = False
                 raise FilexferError(Status.DIGEST_MISMATCH, f"SHA-256 mismatch: got {digest}, file discarded")
@@ -344,6 +332,8 @@ class FilesService(Service):
                 raise FilexferError(Status.INSUFFICIENT_STORAGE, f"insufficient storage: {exc.strerror}") from None
             raise
         finally:
+            if hasher is not None:
+                hasher.cancel()
             if not keep:
                 try:
                     os.unlink(ppath)
@@ -351,25 +341,31 @@ class FilesService(Service):
                     pass
             os.close(pfd)
 
-    async def _receive_body(self, ch: Any, core: ServerTransfer, pfd: int, early: bytes, ctx: ConnectionContext) -> int:
-        """recv_into one reusable buffer, write straight to the partial file.
-        Returns the bytes stored; stops early (body_remaining > 0) on EOF."""
+    async def _receive_body(self, ch: Any, core: ServerTransfer, pfd: int, early: bytes, ctx: ConnectionContext,
+                            hasher: FileHasher, pos: int) -> int:
+        """recv_into one reusable buffer, write straight to the partial file,
+        tell the hasher.  Returns the bytes stored; stops early (body_remaining
+        > 0) on EOF."""
         received = 0
-        if early and core.body_remaining:
-            head = memoryview(early)[: core.body_remaining]
-            _write_all(pfd, head)
-            core.body_received(len(head))
-            received += len(head)
-        buf = bytearray(min(self.options.buffer_size, max(core.body_remaining, 1)))
-        view = memoryview(buf)
-        while core.body_remaining:
-            n = await ch.recv_into(view, min(len(view), core.body_remaining))
-            if n == 0:
-                break
-            _write_all(pfd, view[:n])
-            core.body_received(n)
-            received += n
-        ctx.bytes_in += received
+        try:
+            if early and core.body_remaining:
+                head = memoryview(early)[: core.body_remaining]
+                _write_all(pfd, head)
+                core.body_received(len(head))
+                received += len(head)
+                hasher.advance(pos + received)
+            buf = bytearray(min(self.options.buffer_size, max(core.body_remaining, 1)))
+            view = memoryview(buf)
+            while core.body_remaining:
+                n = await ch.recv_into(view, min(len(view), core.body_remaining))
+                if n == 0:
+                    break
+                _write_all(pfd, view[:n])
+                core.body_received(n)
+                received += n
+                hasher.advance(pos + received)
+        finally:
+            ctx.bytes_in += received
         return received
 
     def _publish(self, ppath: str, final: str) -> None:

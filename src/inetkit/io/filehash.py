@@ -1,0 +1,103 @@
+"""SHA-256 (FIPS 180-4) of a file while it is being written, off the I/O thread.
+
+``FileHasher`` follows a writer: the writer reports how far the file is
+written (``advance``) and a helper thread hashes the new bytes from the page
+cache through ``mmap`` windows, so the bytes are never copied into Python and
+hashing overlaps the transfer (hashlib releases the GIL).  ``finish`` waits
+for the rest and returns the hex digest; ``cancel`` stops early.
+
+Used by the ``files`` service for uploads and by its client for downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import threading
+
+#: hash in windows this large (a multiple of mmap.ALLOCATIONGRANULARITY)
+WINDOW = 16 << 20
+#: read size of ``sha256_fd``
+CHUNK = 1 << 20
+
+
+class FileHasher:
+    def __init__(self, fd: int, start: int = 0, digest: hashlib._Hash | None = None, *, window: int = WINDOW) -> None:
+        """Hash ``fd`` from offset ``start`` on; ``digest`` may already cover [0, start)."""
+        self.digest = digest if digest is not None else hashlib.sha256()
+        self.fd = fd
+        self.window = window
+        self.hashed = start
+        self.written = start
+        self.final = False
+        self.cancelled = False
+        self.error: BaseException | None = None
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="inetkit-sha256", daemon=True)
+        self.thread.start()
+
+    def advance(self, written: int) -> None:
+        """The file now holds bytes up to offset ``written``."""
+        with self.cond:
+            self.written = written
+            if written - self.hashed >= self.window:
+                self.cond.notify()
+
+    def finish(self) -> str:
+        """Hash what is left and return the hex digest (blocks: call it off an event loop)."""
+        with self.cond:
+            self.final = True
+            self.cond.notify()
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest.hexdigest()
+
+    def cancel(self) -> None:
+        """Stop without hashing the rest."""
+        with self.cond:
+            self.cancelled = self.final = True
+            self.cond.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self.cond:
+                    while not self.final and self.written - self.hashed < self.window:
+                        self.cond.wait()
+                    if self.cancelled:
+                        return
+                    final = self.final
+                    ready = self.written - self.hashed
+                    end = self.written if final else self.hashed + ready // self.window * self.window
+                while self.hashed < end and not self.cancelled:
+                    length = min(self.window, end - self.hashed)
+                    base = self.hashed - self.hashed % mmap.ALLOCATIONGRANULARITY
+                    skip = self.hashed - base
+                    with mmap.mmap(self.fd, skip + length, prot=mmap.PROT_READ, offset=base) as mapped:
+                        with memoryview(mapped) as view:
+                            self.digest.update(view[skip : skip + length])
+                    self.hashed += length
+                if final:
+                    return
+        except BaseException as exc:  # reported by finish()
+            self.error = exc
+
+
+def sha256_fd(fd: int, length: int | None = None) -> str:
+    """SHA-256 of the first ``length`` bytes (default: all) of ``fd``, read with
+    ``pread`` into one reused buffer (the file offset is left alone)."""
+    digest = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    offset = 0
+    while length is None or offset < length:
+        want = CHUNK if length is None else min(CHUNK, length - offset)
+        n = os.preadv(fd, [view[:want]], offset)
+        if n == 0:
+            break
+        digest.update(view[:n])
+        offset += n
+    return digest.hexdigest()
