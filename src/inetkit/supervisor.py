@@ -155,6 +155,7 @@ class Supervisor:
         self.stopping = False
         self.control: Any = None
         self._reload_lock: asyncio.Lock | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- binding ---------------------------------------------------------------
     def _prepare(self, config: DaemonConfig) -> list[BoundService]:
@@ -291,8 +292,23 @@ class Supervisor:
         self.retired.append(bound)
 
     def _prune_retired(self) -> None:
-        self.retired = [b for b in self.retired
-                        if b.runtime.live or (b.task is not None and not b.task.done())]
+        """Forget retired services that have drained, closing their handlers."""
+        keep = []
+        for b in self.retired:
+            if b.runtime.live or (b.task is not None and not b.task.done()):
+                keep.append(b)
+            elif b.runtime.service is not None and not self.stopping:
+                task = asyncio.get_running_loop().create_task(self._close_service(b))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        self.retired = keep
+
+    async def _close_service(self, bound: BoundService) -> None:
+        assert bound.runtime.service is not None
+        try:
+            await bound.runtime.service.aclose()
+        except Exception as exc:
+            log.error("%s: error while closing: %r", bound.config.name, exc)
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config and apply the difference (see module docstring).
