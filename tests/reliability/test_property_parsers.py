@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from inetkit.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _module(name: str) -> ModuleType:
