@@ -304,7 +304,8 @@ class FilesService(Service):
             os.lseek(pfd, have, os.SEEK_SET)
             # hash on a helper thread as the bytes land (the prefix of a resumed
             # upload first), so that verification mostly overlaps the transfer
-            hasher = FileHasher(pfd, 0)
+            # small windows: each upload adds at most 4 MiB of mapped page cache to RSS
+            hasher = FileHasher(pfd, 0, window=4 << 20)
             hasher.advance(have)
             received = await self._receive_body(ch, core, pfd, early, ctx, hasher, have)
             if core.body_remaining:
