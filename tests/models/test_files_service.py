@@ -346,3 +346,29 @@ def test_an_uploaded_file_is_served_without_hashing_it_again(root: Path, tmp_pat
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         assert files._digests.get(key) == sha(data)
         assert download(*service.address, "c", str(tmp_path / "out")).digest == sha(data)
+
+
+@pytest.mark.parametrize("start", [0, 1, 4095, 4097, 20_000])
+def test_file_hasher_follows_a_writer(start: int, tmp_path: Path) -> None:
+    from inetkit.io.filehash import FileHasher
+
+    rng = random.Random(start)
+    data = rng.randbytes(50_000)
+    path = tmp_path / "f"
+    path.write_bytes(data[:start])
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        hasher = FileHasher(fd, start, hashlib.sha256(data[:start]), window=8192)
+        pos = start
+        while pos < len(data):
+            step = rng.randrange(1, 9000)
+            os.write(fd, data[pos : pos + step])
+            pos = min(len(data), pos + step)
+            hasher.advance(pos)
+        assert hasher.finish() == sha(data)
+        cancelled = FileHasher(fd, 0, window=8192)
+        cancelled.advance(len(data))
+        cancelled.cancel()
+        assert not cancelled.thread.is_alive()
+    finally:
+        os.close(fd)
