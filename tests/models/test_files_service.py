@@ -372,3 +372,25 @@ def test_file_hasher_follows_a_writer(start: int, tmp_path: Path) -> None:
         assert not cancelled.thread.is_alive()
     finally:
         os.close(fd)
+
+
+def test_download_falls_back_when_the_file_system_cannot_splice(monkeypatch: pytest.MonkeyPatch, root: Path,
+                                                                 tmp_path: Path) -> None:
+    import errno
+    import stat
+
+    data = random.Random(9).randbytes(3 << 20)
+    (root / "f").write_bytes(data)
+    real_splice = os.splice
+    refused = []
+
+    def splice(src: int, dst: int, count: int, *args: Any, **kwargs: Any) -> int:
+        if stat.S_ISREG(os.fstat(dst).st_mode):  # pipe -> file: "not supported here"
+            refused.append(dst)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_splice(src, dst, count, *args, **kwargs)
+
+    monkeypatch.setattr(os, "splice", splice)
+    with files_service(root) as service:
+        download(*service.address, "f", str(tmp_path / "out"))
+    assert len(refused) == 1 and (tmp_path / "out").read_bytes() == data

@@ -15,6 +15,7 @@ only after its SHA-256 matched; ``resume=True`` continues an existing
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -339,6 +340,7 @@ def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, dig
             done += len(early)
             hasher.advance(done)
         fd = sock.fileno()
+        splice_out = True
         timeout = sock.gettimeout()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
@@ -353,7 +355,17 @@ def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, dig
                 core.body_eof()  # raises: short body
             moved = 0
             while moved < n:
-                moved += os.splice(pipe_r, out_fd, n - moved, flags=os.SPLICE_F_MOVE)
+                if splice_out:
+                    try:
+                        moved += os.splice(pipe_r, out_fd, n - moved, flags=os.SPLICE_F_MOVE)
+                        continue
+                    except OSError as exc:
+                        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):
+                            raise
+                        splice_out = False  # this file system cannot splice: copy through Python
+                chunk = os.read(pipe_r, n - moved)
+                _write_all(out_fd, memoryview(chunk))
+                moved += len(chunk)
             core.body_received(n)
             done += n
             hasher.advance(done)
