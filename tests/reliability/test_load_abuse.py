@@ -313,3 +313,34 @@ def test_a_thousand_idle_connections(daemon: object) -> None:
         finally:
             for s in socks:
                 s.close()
+
+
+def _spoofed_udp(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> None:
+    """One UDP datagram with a forged source (raw socket, IPv4, no checksum)."""
+    import struct
+
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, socket.IPPROTO_UDP, 0,
+                     socket.inet_aton(src[0]), socket.inet_aton(dst[0]))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.sendto(ip + udp, (dst[0], 0))
+
+
+def test_spoofed_echo_chargen_loop_is_dropped() -> None:
+    """CVE-1999-0103: one datagram forged "from our chargen" to our echo must
+    not start an endless ping-pong between the two services."""
+    from inetkit.testing.running import running_services, service_config
+
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
+    except PermissionError:
+        pytest.skip("forging a source address needs a raw socket (root)")
+    configs = [service_config("echo", proto="udp"), service_config("chargen", proto="udp")]
+    with running_services(configs) as (echo, chargen):
+        _spoofed_udp(chargen.address, echo.address, b"loop?\n")
+        _spoofed_udp(echo.address, chargen.address, b"loop?\n")
+        time.sleep(0.5)  # a loop would have bounced thousands of times by now
+        sent = [echo.call(lambda i=i: echo.supervisor.services[i].runtime.counters.bytes_out) for i in (0, 1)]
+        assert sent == [0, 0]
+        fuzz.probe_echo_udp(echo.address)  # real clients are still answered
+        fuzz.probe_chargen_udp(chargen.address)

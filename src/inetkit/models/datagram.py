@@ -12,7 +12,7 @@ from typing import Any
 
 from inetkit.io.addresses import plain_address
 from inetkit.models.runtime import ServiceRuntime
-from inetkit.services.base import ConnectionContext
+from inetkit.services.base import OWN_DATAGRAM_PORTS, ConnectionContext
 
 
 class _DatagramProtocol(asyncio.DatagramProtocol):
@@ -48,12 +48,23 @@ class _DatagramProtocol(asyncio.DatagramProtocol):
 async def serve(sock: socket.socket, rt: ServiceRuntime) -> None:
     service = rt.service
     assert service is not None
-    if service.serve_udp is not None:
-        await service.serve_udp(sock, rt.ctx)
-        return
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramProtocol(rt), sock=sock)
+    # registered while served: no in-process UDP service answers a datagram
+    # "from" another one's port (loop requests, see is_reflection_risk)
+    port = sock.getsockname()[1]
+    OWN_DATAGRAM_PORTS[port] = OWN_DATAGRAM_PORTS.get(port, 0) + 1
     try:
-        await asyncio.Future()  # until cancelled
+        if service.serve_udp is not None:
+            await service.serve_udp(sock, rt.ctx)
+            return
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _DatagramProtocol(rt), sock=sock)
+        try:
+            await asyncio.Future()  # until cancelled
+        finally:
+            transport.close()
     finally:
-        transport.close()
+        left = OWN_DATAGRAM_PORTS.get(port, 1) - 1
+        if left > 0:
+            OWN_DATAGRAM_PORTS[port] = left
+        else:
+            OWN_DATAGRAM_PORTS.pop(port, None)

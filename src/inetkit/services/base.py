@@ -164,16 +164,25 @@ class Service:
         """Called once when the daemon stops serving this listener."""
 
 
+#: UDP ports this process serves in-process datagram services on (a count per
+#: port: the same port may be bound on several addresses); see is_reflection_risk
+OWN_DATAGRAM_PORTS: dict[int, int] = {}
+
+
 def is_reflection_risk(peer: tuple[str, int]) -> bool:
     """True for UDP sources that must never get a reply (RFC 862 family abuse).
 
     Port 0 is not a real sender; broadcast and multicast sources are spoofed
     by definition; replying to them turns a small service into an amplifier.
+    A source port that is one of our own UDP service ports is a spoofed loop
+    request (the echo/chargen ping-pong, CVE-1999-0103): one forged datagram
+    from "our chargen" to our echo would otherwise bounce between them
+    forever.  As FreeBSD inetd's check_loop, only the port is compared.
     """
     import ipaddress
 
     host, port = peer[0], peer[1]
-    if port == 0:
+    if port == 0 or port in OWN_DATAGRAM_PORTS:
         return True
     try:
         addr = ipaddress.ip_address(host.split("%", 1)[0])
