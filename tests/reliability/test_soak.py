@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from inetkit.testing import fuzz
 from inetkit.testing.peers import find_peer
 
@@ -75,6 +77,7 @@ REAL_CLIENTS: dict[tuple[str, str], tuple[str, Client]] = {
 }
 
 
+@pytest.mark.timeout(SOAK_SECONDS + 90)
 def test_soak(tmp_path: Path) -> None:
     with fuzz.fuzz_daemon(tmp_path) as (daemon, log_path):
         pid = daemon.pid  # type: ignore[attr-defined]
