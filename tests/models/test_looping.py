@@ -95,3 +95,35 @@ def test_other_clients_of_other_services_are_not_held_back() -> None:
             s.sendall(b"fine")
             assert recv_exactly(s, 4) == b"fine"
         assert time.monotonic() - started < 0.5
+
+
+def test_throttling_is_logged_once_per_backoff_step() -> None:
+    import logging
+    import threading
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    log = logging.getLogger("inetkit")
+    handler, old_level = Keep(), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with running_service(program=("/bin/false",), model="exec", name="broken") as svc:
+            for _ in range(3):
+                served_in(svc)
+            assert wait_for(lambda: looping(svc)["engaged"])
+            # five clients arrive during one backoff step: all wait, one log line
+            clients = [threading.Thread(target=served_in, args=(svc,)) for _ in range(5)]
+            for t in clients:
+                t.start()
+            for t in clients:
+                t.join(10)
+        throttled = [r for r in records if "keeps failing" in r]
+        assert 1 <= len(throttled) <= 2, throttled  # the step, plus possibly the next one
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)

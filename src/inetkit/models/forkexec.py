@@ -116,6 +116,15 @@ class LoopingGuard:
     def __init__(self) -> None:
         self.failures = 0
         self.until = 0.0
+        self._announced = 0.0
+
+    def announce(self) -> bool:
+        """True once per backoff step: log the throttling once, not per
+        connection held back by it."""
+        if self.until == self._announced:
+            return False
+        self._announced = self.until
+        return True
 
     def record(self, started: float, ended: float, returncode: int) -> None:
         if returncode != 0 and ended - started < QUICK_EXIT:
@@ -158,7 +167,9 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
             delay = guard.delay(time.monotonic())
             if delay:
                 rt.ctx.stats["looping"] = 1
-                rt.ctx.log.warning("%s: program keeps failing at once; throttled for %.1fs", rt.config.name, delay)
+                if guard.announce():
+                    rt.ctx.log.warning("%s: program keeps failing at once (%d in a row); throttled for %.1fs",
+                                       rt.config.name, guard.failures, delay)
                 await asyncio.sleep(delay)
             rt.ctx.stats["looping"] = 0
             conn.setblocking(True)  # programs expect ordinary blocking descriptors
@@ -209,7 +220,9 @@ async def _serve_wait(sock: socket.socket, rt: ServiceRuntime) -> None:
         delay = guard.delay(time.monotonic())
         if delay:
             rt.ctx.stats["looping"] = 1
-            rt.ctx.log.warning("%s: program keeps failing at once; throttled for %.1fs", rt.config.name, delay)
+            if guard.announce():
+                rt.ctx.log.warning("%s: program keeps failing at once (%d in a row); throttled for %.1fs",
+                                   rt.config.name, guard.failures, delay)
             await asyncio.sleep(delay)
         rt.ctx.stats["looping"] = 0
         ctx = ConnectionContext(rt.ctx, ("", 0), local)
