@@ -350,11 +350,21 @@ class Supervisor:
         # sockets: take over the old listener where the address is unchanged
         summary: dict[str, list[str]] = {"unchanged": [], "changed": [], "added": [], "removed": [], "failed": []}
         services: list[BoundService] = []
+        new_keys = {cfg.key for cfg in new_config.services}
+        # a service renamed on the same fixed port takes over the removed one's listener
+        vacated = [b for key, b in old_by_key.items() if key not in new_keys and b.error is None
+                   and b.sockets and b.config.port]
         for kind, old, new in plan:
             if kind == "unchanged":
                 services.append(new)
                 summary["unchanged"].append(new.config.key)
                 continue
+            if old is None and new.config.port:
+                for gone in vacated:
+                    if same_address(gone.config, new.config):
+                        old = gone
+                        vacated.remove(gone)
+                        break
             try:
                 if old is not None and old.error is None and old.sockets and same_address(old.config, new.config):
                     new.sockets = [s.dup() for s in old.sockets]
@@ -367,15 +377,14 @@ class Supervisor:
                 new.error = f"{exc.strerror or exc} (errno {exc.errno})"
                 log.error("%s: reload cannot bind %s:%d/%s: %s", new.config.name, new.config.bind,
                           new.config.port, new.config.proto, new.error)
-                if old is not None and old.error is None:
+                if old is not None and old.error is None and old.config.key in new_keys:
                     services.append(old)  # keep serving the old way rather than not at all
                     summary["failed"].append(new.config.key)
                     continue
             services.append(new)
             summary[kind].append(new.config.key)
-            if old is not None:
+            if old is not None and old.config.key in new_keys:
                 self._retire(old)
-        new_keys = {cfg.key for cfg in new_config.services}
         for key, old in old_by_key.items():
             if key not in new_keys:
                 self._retire(old)

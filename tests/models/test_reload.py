@@ -222,3 +222,29 @@ def test_invalid_new_config_is_refused_and_the_old_one_keeps_running(tmp_path: P
             assert daemon.process.poll() is None
         finally:
             held.close()
+
+
+def test_a_service_renamed_on_its_fixed_port_takes_over_the_listener(tmp_path: Path) -> None:
+    control = tmp_path / "ctl.sock"
+    with socket.socket() as probe:  # a free port for a fixed-port config
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = f'[services.old-name]\nport = {port}\nhandler = "echo"\n'
+    with running_daemon("--control", str(control), config_text=before, tmp_path=tmp_path) as daemon:
+        held = connect(("127.0.0.1", port))
+        try:
+            held.sendall(b"a")
+            assert recv_exactly(held, 1) == b"a"
+            (tmp_path / "inetkit-test.toml").write_text(before.replace("old-name", "new-name"))
+            os.kill(daemon.pid, signal.SIGHUP)
+            data = wait_generation(control, 1)
+            assert data["last_reload"]["ok"] and data["last_reload"]["added"] == ["new-name/tcp"]
+            serving = [s for s in data["services"] if s["state"] == "serving"]
+            assert [(s["name"], s["port"]) for s in serving] == [("new-name", port)]
+            with connect(("127.0.0.1", port)) as s:
+                s.sendall(b"b")
+                assert recv_exactly(s, 1) == b"b"
+            held.sendall(b"c")  # the connection the old name accepted goes on
+            assert recv_exactly(held, 1) == b"c"
+        finally:
+            held.close()
