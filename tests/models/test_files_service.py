@@ -400,3 +400,30 @@ def test_download_falls_back_when_the_file_system_cannot_splice(monkeypatch: pyt
     with files_service(root) as service:
         download(*service.address, "f", str(tmp_path / "out"))
     assert len(refused) == 1 and (tmp_path / "out").read_bytes() == data
+
+
+@pytest.mark.parametrize("model", ["async", "thread"])
+def test_a_slow_hash_sends_wait_lines_instead_of_going_silent(model: str, monkeypatch: pytest.MonkeyPatch,
+                                                              root: Path, tmp_path: Path) -> None:
+    import time
+
+    import inetkit.services.files as files_module
+
+    data = b"slowly hashed" * 1000
+    (root / "f").write_bytes(data)
+    (root / "g").write_bytes(data + b"!")
+    real_sha256_fd = files_module.sha256_fd
+
+    def slow_sha256_fd(fd: int, length: int | None = None, progress: list[int] | None = None) -> str:
+        time.sleep(1.0)  # a big file on a busy disk, in miniature
+        return real_sha256_fd(fd, length, progress)
+
+    monkeypatch.setattr(files_module, "sha256_fd", slow_sha256_fd)
+    monkeypatch.setattr(files_module.FilesService, "wait_interval", 0.1)
+    with files_service(root, model) as service:
+        # a client whose timeout is shorter than the hash still gets the file
+        result = download(*service.address, "f", str(tmp_path / "out"), timeout=0.5)
+        reply = raw_exchange(service.address, b"FX1 GET g 0\n")
+    lines = reply.split(b"\n")
+    assert lines[0].startswith(b"WAIT ") and any(line.startswith(b"FILE ") for line in lines)
+    assert result.digest == sha(data) and (tmp_path / "out").read_bytes() == data

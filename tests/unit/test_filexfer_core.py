@@ -264,3 +264,44 @@ def test_any_acceptable_name_round_trips(name: str, offset: int) -> None:
     if fx.name_problem(name) is not None or any(0xD800 <= ord(c) <= 0xDFFF for c in name):
         return  # refused names are covered above; lone surrogates are not text
     assert fx.parse_request(fx.GetRequest(name, offset).encode()) == fx.GetRequest(name, offset)
+
+
+def test_wait_lines_keep_a_get_or_put_alive_and_are_bounded() -> None:
+    get = fx.ClientTransfer(fx.GetRequest("f"))
+    get.start()
+    assert get.handle_line(b"WAIT 5 10\n") == fx.Waiting(5, 10)
+    assert get.state is fx.State.AWAIT_REPLY
+    assert get.handle_line(b"FILE 10 " + DIGEST.encode() + b"\n") == fx.FileHeader(10, DIGEST)
+    put = fx.ClientTransfer(fx.PutRequest("f", 0, DIGEST))
+    put.start()
+    with pytest.raises(fx.FilexferError):
+        put.handle_line(b"WAIT 0 0\n")  # not before READY
+    put = fx.ClientTransfer(fx.PutRequest("f", 0, DIGEST))
+    put.start()
+    put.handle_line(b"READY 0\n")
+    assert put.handle_line(b"WAIT 0 0\n") == fx.Waiting(0, 0) and put.state is fx.State.AWAIT_DONE
+    for bad in (b"WAIT 11 10\n", b"WAIT 1\n", b"WAIT 01 10\n"):
+        fresh = fx.ClientTransfer(fx.GetRequest("f"))
+        fresh.start()
+        with pytest.raises(fx.FilexferError):
+            fresh.handle_line(bad)
+    endless = fx.ClientTransfer(fx.GetRequest("f"))
+    endless.start()
+    endless.waits = fx.MAX_WAITS
+    with pytest.raises(fx.FilexferError):
+        endless.handle_line(b"WAIT 1 2\n")
+
+
+def test_server_sends_wait_only_where_allowed() -> None:
+    server = fx.ServerTransfer()
+    with pytest.raises(LocalProtocolError):
+        server.wait(0, 1)
+    server.handle_line(b"FX1 GET f 0\n")
+    assert server.wait(3, 7) == b"WAIT 3 7\n"
+    server.file(0, DIGEST)
+    with pytest.raises(LocalProtocolError):
+        server.wait(0, 0)
+    lister = fx.ServerTransfer()
+    lister.handle_line(b"FX1 LIST\n")
+    with pytest.raises(LocalProtocolError):
+        lister.wait(0, 0)

@@ -45,6 +45,7 @@ from inetkit.proto.filexfer import (
     PutRequest,
     Ready,
     State,
+    Waiting,
 )
 
 BUFFER = 1 << 20
@@ -258,6 +259,8 @@ def _download_on(sock: socket.socket, name: str, out_fd: int, offset: int, progr
     conn = _Conn(sock)
     try:
         header = core.handle_line(conn.read_line())
+        while isinstance(header, Waiting):  # the server is still hashing the file
+            header = core.handle_line(conn.read_line())
     except FilexferError as exc:
         if exc.remote and exc.status == 416 and offset:
             raise TransferError(f"cannot resume: the local part file ({offset} bytes) is longer than "
@@ -485,7 +488,8 @@ def _upload_once(host: str, port: int, file: BinaryIO, request: PutRequest, time
                 pos += sent
                 if progress is not None:
                     progress(pos, size)
-            core.handle_line(conn.read_line())
+            while isinstance(core.handle_line(conn.read_line()), Waiting):
+                pass  # the server is still verifying the upload
             return ready.offset
     except Exception as exc:
         raise _wrap(exc, "upload") from None

@@ -86,9 +86,10 @@ class FileHasher:
             self.error = exc
 
 
-def sha256_fd(fd: int, length: int | None = None) -> str:
+def sha256_fd(fd: int, length: int | None = None, progress: list[int] | None = None) -> str:
     """SHA-256 of the first ``length`` bytes (default: all) of ``fd``, read with
-    ``pread`` into one reused buffer (the file offset is left alone)."""
+    ``pread`` into one reused buffer (the file offset is left alone).
+    ``progress[0]``, when given, follows the bytes hashed so far."""
     digest = hashlib.sha256()
     buf = bytearray(CHUNK)
     view = memoryview(buf)
@@ -100,4 +101,6 @@ def sha256_fd(fd: int, length: int | None = None) -> str:
             break
         digest.update(view[:n])
         offset += n
+        if progress is not None:
+            progress[0] = offset
     return digest.hexdigest()

@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -122,6 +123,16 @@ class AsyncChannel:
         """Run blocking work (hashing a file, listing a directory) off the loop."""
         return await self.loop.run_in_executor(None, func, *args)
 
+    async def offload_ticking(self, func: Callable[[], T], every: float, tick: Callable[[], Awaitable[None]]) -> T:
+        """``offload(func)``, awaiting ``tick()`` every ``every`` seconds until it is done
+        (to tell the peer that we are still at it)."""
+        future = self.loop.run_in_executor(None, func)
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=every)
+            if done:
+                return future.result()
+            await tick()
+
     def close(self) -> None:
         self.sock.close()
 
@@ -156,6 +167,30 @@ class BlockingChannel:
 
     async def offload(self, func: Callable[..., T], *args: Any) -> T:
         return func(*args)
+
+    async def offload_ticking(self, func: Callable[[], T], every: float, tick: Callable[[], Awaitable[None]]) -> T:
+        """``func`` on a helper thread; ``tick()`` (which must not suspend either)
+        every ``every`` seconds until it is done."""
+        outcome: list[Any] = []
+
+        def body() -> None:
+            try:
+                outcome.append((True, func()))
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                outcome.append((False, exc))
+
+        worker = threading.Thread(target=body, name="inetkit-offload", daemon=True)
+        worker.start()
+        while True:
+            worker.join(every)
+            if not worker.is_alive():
+                break
+            await tick()
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        result: T = value
+        return result
 
     def close(self) -> None:
         """The model owns the socket and closes it."""

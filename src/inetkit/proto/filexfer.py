@@ -10,6 +10,7 @@ of at most ``MAX_LINE`` bytes:
                                           server: READY <offset>
     client: bytes [offset, size)          server: DONE <size> <sha256>
     any failure:                          server: ERR <code> <reason>
+    before FILE or DONE, while hashing:   server: WAIT <done> <total>  (any number)
 
 Names are UTF-8 paths relative to the server's root, percent-encoded
 (RFC 3986 §2.1) so that a name never contains a space or a control byte.
@@ -45,6 +46,8 @@ MAX_NUMBER = 2**63 - 1
 MAX_REASON = 200
 #: most entries one LIST reply may announce
 MAX_ENTRIES = 100_000
+#: most WAIT lines a client accepts in one exchange (one a second: a day)
+MAX_WAITS = 86_400
 #: the server's reserved directory for partial uploads; never a client name
 RESERVED = ".inetkit-partial"
 
@@ -147,7 +150,17 @@ class Done:
     digest: str
 
 
-Reply = Listing | FileHeader | Ready | Done
+@dataclass(frozen=True)
+class Waiting:
+    """``WAIT <done> <total>``: the server is still hashing (``done`` of
+    ``total`` bytes); sent before FILE or DONE so that a long hash does not
+    look like a dead connection."""
+
+    done: int
+    total: int
+
+
+Reply = Listing | FileHeader | Ready | Done | Waiting
 
 
 # -- field syntax ------------------------------------------------------------------
@@ -284,7 +297,8 @@ def encode_error(code: int, reason: str) -> bytes:
 
 
 def parse_reply(line: bytes, expect: str) -> Reply:
-    """One reply line -> a Reply of the kind ``expect`` (LIST, FILE, READY, DONE).
+    """One reply line -> a Reply of the kind ``expect`` (LIST, FILE, READY, DONE),
+    or ``Waiting`` where the server may send WAIT (before FILE and DONE).
 
     An ``ERR`` line raises ``FilexferError(remote=True)`` with the server's
     code and reason; anything else unexpected raises ``FilexferError``.
@@ -298,9 +312,16 @@ def parse_reply(line: bytes, expect: str) -> Reply:
         if len(reason) > MAX_REASON:
             raise FilexferError(Status.BAD_REQUEST, "ERR reason too long")
         raise FilexferError(int(fields[1]), reason, remote=True)
+    args = fields[1:]
+    if kind == b"WAIT" and expect in ("FILE", "DONE"):
+        if len(args) != 2:
+            raise FilexferError(Status.BAD_REQUEST, "wrong number of fields in WAIT")
+        done, total = parse_number(args[0], "done"), parse_number(args[1], "total")
+        if done > total:
+            raise FilexferError(Status.BAD_REQUEST, "WAIT progress beyond its total")
+        return Waiting(done, total)
     if kind.decode("ascii") != expect:
         raise FilexferError(Status.BAD_REQUEST, f"expected {expect}, got {kind[:16]!r}")
-    args = fields[1:]
     if expect == "LIST" and len(args) == 1:
         count = parse_number(args[0], "count")
         if count > MAX_ENTRIES:
@@ -398,6 +419,7 @@ class ClientTransfer(_Machine):
         self.entries_remaining = 0
         self.header: FileHeader | None = None
         self.ready: Ready | None = None
+        self.waits = 0
 
     def start(self) -> bytes:
         self._expect(State.SEND_REQUEST)
@@ -422,6 +444,8 @@ class ClientTransfer(_Machine):
         if self.state is State.AWAIT_DONE:
             assert isinstance(req, PutRequest)
             done = parse_reply(line, "DONE")
+            if isinstance(done, Waiting):
+                return self._waiting(done)
             assert isinstance(done, Done)
             if (done.size, done.digest) != (req.size, req.digest):
                 raise FilexferError(Status.DIGEST_MISMATCH, "server confirmed a different size or digest")
@@ -436,6 +460,8 @@ class ClientTransfer(_Machine):
             return listing
         if isinstance(req, GetRequest):
             header = parse_reply(line, "FILE")
+            if isinstance(header, Waiting):
+                return self._waiting(header)
             assert isinstance(header, FileHeader)
             if req.offset > header.size:
                 raise FilexferError(Status.BAD_OFFSET, "server accepted an offset beyond the file")
@@ -451,6 +477,12 @@ class ClientTransfer(_Machine):
         self.body_remaining = req.size - ready.offset
         self.state = State.BODY if self.body_remaining else State.AWAIT_DONE
         return ready
+
+    def _waiting(self, waiting: Waiting) -> Waiting:
+        self.waits += 1
+        if self.waits > MAX_WAITS:
+            raise FilexferError(Status.BAD_REQUEST, "too many WAIT lines")
+        return waiting
 
     def body_received(self, n: int) -> None:
         """GET: ``n`` body bytes arrived (more than announced is a protocol error)."""
@@ -557,6 +589,15 @@ class ServerTransfer(_Machine):
         self.body_remaining = req.size - offset
         self.state = State.BODY if self.body_remaining else State.AWAIT_DONE
         return b"READY %d\n" % offset
+
+    def wait(self, done: int, total: int) -> bytes:
+        """``WAIT``: still hashing; allowed before FILE (GET) and before DONE (PUT)."""
+        get_pending = self.state is State.AWAIT_REPLY and isinstance(self.request, GetRequest)
+        if not (get_pending or self.state is State.AWAIT_DONE):
+            raise LocalProtocolError(f"WAIT not allowed in state {self.state.value}")
+        _check_number(done, "done")
+        _check_number(total, "total")
+        return b"WAIT %d %d\n" % (min(done, total), total)
 
     def body_sent(self, n: int) -> None:
         if n == 0 and self.body_remaining == 0:

@@ -79,6 +79,9 @@ class FilesService(Service):
         "fsync": Option(bool, False, help="fsync an upload before renaming it into place"),
     }
 
+    #: seconds between WAIT lines while a digest is being computed
+    wait_interval: float = 1.0
+
     def __init__(self, options: Any = None, where: str = "options") -> None:
         super().__init__(options, where)
         root = self.options.root or default_root()
@@ -191,14 +194,17 @@ class FilesService(Service):
         ctx.bytes_out += len(out)
 
     # -- GET ---------------------------------------------------------------------
-    def digest_of(self, fd: int, st: os.stat_result) -> str:
-        """SHA-256 of an open file, cached by (device, inode, size, mtime, ctime)."""
+    def cached_digest(self, st: os.stat_result) -> str | None:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._digest_lock:
-            cached = self._digests.get(key)
+            return self._digests.get(key)
+
+    def digest_of(self, fd: int, st: os.stat_result, progress: list[int] | None = None) -> str:
+        """SHA-256 of an open file, cached by (device, inode, size, mtime, ctime)."""
+        cached = self.cached_digest(st)
         if cached is not None:
             return cached
-        digest = sha256_fd(fd, st.st_size)
+        digest = sha256_fd(fd, st.st_size, progress)
         self._remember(st, digest)
         return digest
 
@@ -232,7 +238,17 @@ class FilesService(Service):
         try:
             if req.offset > st.st_size:
                 raise FilexferError(Status.BAD_OFFSET, f"offset {req.offset} beyond the file's {st.st_size} bytes")
-            digest = await ch.offload(self.digest_of, fd, st)
+            digest = self.cached_digest(st)
+            if digest is None:
+                progress = [0]
+
+                async def still_hashing() -> None:
+                    line = core.wait(progress[0], st.st_size)
+                    await ch.sendall(line)
+                    ctx.bytes_out += len(line)
+
+                digest = await ch.offload_ticking(lambda: self.digest_of(fd, st, progress), self.wait_interval,
+                                                  still_hashing)
             header = core.file(st.st_size, digest)
             await ch.sendall(header)
             due = st.st_size - req.offset
@@ -314,7 +330,14 @@ class FilesService(Service):
                 return
             if self.options.fsync:
                 os.fsync(pfd)
-            digest = await ch.offload(hasher.finish)
+            finishing = hasher
+
+            async def still_hashing() -> None:
+                line = core.wait(finishing.hashed, req.size)
+                await ch.sendall(line)
+                ctx.bytes_out += len(line)
+
+            digest = await ch.offload_ticking(finishing.finish, self.wait_interval, still_hashing)
             hasher = None
             if digest != req.digest:
                 keep = False
