@@ -219,7 +219,7 @@ _lines = st.one_of(
     st.binary(max_size=200).map(lambda b: b + b"\n"),
     st.lists(st.sampled_from([b"FX1", b"GET", b"PUT", b"LIST", b"0", b"1", b"01", b"a", b"%2e%2e", b"..", b"/",
                               b"%", b"%41", b"\xc3\xa9", DIGEST.encode(), b"", b"FILE", b"READY", b"DONE", b"ERR",
-                              b"404", b"9" * 20]), max_size=6).map(lambda parts: b" ".join(parts) + b"\n"),
+                              b"404", b"WAIT", b"9" * 20]), max_size=6).map(lambda parts: b" ".join(parts) + b"\n"),
 )
 
 

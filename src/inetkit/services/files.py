@@ -178,8 +178,8 @@ class FilesService(Service):
                 if stat.S_ISREG(st.st_mode):
                     entries.append(Entry(st.st_size, rel))
                     if len(entries) >= limit:
-                        return entries
-        return entries
+                        return sorted(entries, key=lambda e: e.name)
+        return sorted(entries, key=lambda e: e.name)
 
     async def _list(self, ch: Any, core: ServerTransfer, ctx: ConnectionContext) -> None:
         entries = await ch.offload(self.list_entries)
@@ -389,7 +389,8 @@ class FilesService(Service):
                 received += n
                 hasher.advance(pos + received)
         finally:
-            ctx.bytes_in += received
+            # the early bytes were counted with the request line
+            ctx.bytes_in += received - min(len(early), received)
         return received
 
     def _publish(self, ppath: str, final: str) -> None:
