@@ -26,7 +26,7 @@ import os
 import re
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 _FORMAT_ENV = "INETKIT_LOG_FORMAT"
 #: longest a buffered connection line waits before it is written (seconds)
@@ -85,7 +85,7 @@ class ConnectionLog:
     def __init__(self, stream: TextIO, fmt: str) -> None:
         self.stream = stream
         self.json = fmt == "json"
-        self.buffer: list[str] = []
+        self.buffer: list[tuple[Any, ...]] = []
         self.timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
@@ -108,9 +108,8 @@ class ConnectionLog:
         self.buffer.clear()
         self.timer = None
 
-    def write(self, service: str, peer: str, model: str, pid: int, duration: float,
-              bytes_in: int, bytes_out: int, outcome: str) -> None:
-        now = time.time()
+    def _format(self, now: float, service: str, peer: str, model: str, pid: int, duration: float,
+                bytes_in: int, bytes_out: int, outcome: str) -> str:
         second = int(now)
         if second != self._second:
             self._refresh(second)
@@ -119,30 +118,35 @@ class ConnectionLog:
             message = f"{service} {peer} {model} pid={pid} {duration:.3f}s in={bytes_in} out={bytes_out} {outcome}"
             # as the logging path's JSON: the connection's fields, "pid" being
             # the process that served it
-            line = (f'{{"time": "{self._stamp}.{millis:03d}Z", "level": "info", '
+            return (f'{{"time": "{self._stamp}.{millis:03d}Z", "level": "info", '
                     f'"logger": {_q("inetkit." + service)}, "pid": {pid}, '
                     f'"message": {_q(message)}, "service": {_q(service)}, "peer": {_q(peer)}, "model": {_q(model)}, '
                     f'"duration": {round(duration, 6)}, "bytes_in": {bytes_in}, "bytes_out": {bytes_out}, '
                     f'"outcome": {_q(outcome)}}}')
-        else:
-            head = self._heads.get((service, model))
-            if head is None:
-                # names come from the config; made printable once, not per line
-                head = self._heads[(service, model)] = (f" inetkit[{self.pid}] INFO {printable(service)} ",
-                                                        f" {printable(model)} pid=")
-            line = (f"{self._stamp},{millis:03d}{head[0]}{peer}{head[1]}{pid} {duration:.3f}s "
-                    f"in={bytes_in} out={bytes_out} {outcome}")
-        if self.timer is not None:  # a flush is already due: just queue the line
-            self.buffer.append(line)
+        head = self._heads.get((service, model))
+        if head is None:
+            # names come from the config; made printable once, not per line
+            head = self._heads[(service, model)] = (f" inetkit[{self.pid}] INFO {printable(service)} ",
+                                                    f" {printable(model)} pid=")
+        return (f"{self._stamp},{millis:03d}{head[0]}{peer}{head[1]}{pid} {duration:.3f}s "
+                f"in={bytes_in} out={bytes_out} {outcome}")
+
+    def write(self, service: str, peer: str, model: str, pid: int, duration: float,
+              bytes_in: int, bytes_out: int, outcome: str) -> None:
+        """Log one connection.  In an event loop only its fields are queued
+        (formatting a whole batch at flush time is cheaper than line by line)."""
+        entry = (time.time(), service, peer, model, pid, duration, bytes_in, bytes_out, outcome)
+        if self.timer is not None:  # a flush is already due: just queue the entry
+            self.buffer.append(entry)
             if len(self.buffer) >= MAX_BUFFERED:
                 self.flush()
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._emit(line + "\n")  # no loop to flush later (a forked child): now
+            self._emit(self._format(*entry) + "\n")  # no loop to flush later (a forked child): now
             return
-        self.buffer.append(line)
+        self.buffer.append(entry)
         self.timer = loop.call_later(FLUSH_DELAY, self.flush)
 
     def flush(self) -> None:
@@ -150,9 +154,9 @@ class ConnectionLog:
             self.timer.cancel()
             self.timer = None
         if self.buffer:
-            data = "\n".join(self.buffer) + "\n"
-            self.buffer.clear()
-            self._emit(data)
+            entries, self.buffer = self.buffer, []
+            fmt = self._format
+            self._emit("".join([fmt(*e) + "\n" for e in entries]))
 
     def _emit(self, data: str) -> None:
         try:
