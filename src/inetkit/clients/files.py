@@ -267,18 +267,17 @@ def _download_on(sock: socket.socket, name: str, out_fd: int, offset: int, progr
                                 f"the server's file; delete it and retry", "refused", 416) from None
         raise
     assert isinstance(header, FileHeader)
-    digest = hashlib.sha256()
-    if offset:
-        # resuming: the digest covers the bytes we already hold
-        digest = _hash_prefix(out_fd, offset)
-        os.lseek(out_fd, offset, os.SEEK_SET)
-    elif not to_stdout:
-        os.ftruncate(out_fd, 0)
     early = conn.lines.take_rest()[: core.body_remaining]
     if to_stdout or not stat.S_ISREG(os.fstat(out_fd).st_mode):
-        got = _receive_copying(sock, core, out_fd, digest, early, offset, header.size, progress)
+        got = _receive_copying(sock, core, out_fd, hashlib.sha256(), early, offset, header.size, progress)
     else:
-        got = _receive_spliced(sock, core, out_fd, digest, early, offset, header.size, progress)
+        # resuming: the digest covers the bytes already held too; the file
+        # hasher reads them while the rest arrives
+        if offset:
+            os.lseek(out_fd, offset, os.SEEK_SET)
+        else:
+            os.ftruncate(out_fd, 0)
+        got = _receive_spliced(sock, core, out_fd, early, offset, header.size, progress)
     if got != header.digest:
         raise TransferError(f"SHA-256 mismatch: server announced {header.digest}, received data hashes to {got}; "
                             "nothing kept", "integrity")
@@ -325,12 +324,13 @@ def _receive_copying(sock: socket.socket, core: ClientTransfer, out_fd: int, dig
     return got
 
 
-def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, digest: hashlib._Hash, early: bytes,
+def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, early: bytes,
                      done: int, total: int, progress: Progress | None) -> str:
     """socket -> pipe -> file with splice(2): the body never enters Python;
     the kernel copies it once, into the page cache, and ``FileHasher``
     hashes it from there."""
-    hasher = FileHasher(out_fd, done, digest)
+    hasher = FileHasher(out_fd, 0)
+    hasher.advance(done)
     pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
     try:
         try:
@@ -379,20 +379,6 @@ def _receive_spliced(sock: socket.socket, core: ClientTransfer, out_fd: int, dig
         os.close(pipe_w)
         got = hasher.finish()
     return got
-
-
-def _hash_prefix(fd: int, length: int) -> hashlib._Hash:
-    digest = hashlib.sha256()
-    buf = bytearray(BUFFER)
-    view = memoryview(buf)
-    pos = 0
-    while pos < length:
-        n = os.preadv(fd, [view[: min(BUFFER, length - pos)]], pos)
-        if n == 0:
-            raise TransferError("the local part file shrank while resuming", "local")
-        digest.update(view[:n])
-        pos += n
-    return digest
 
 
 def _write_all(fd: int, view: memoryview) -> None:
