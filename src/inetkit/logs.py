@@ -108,8 +108,10 @@ class ConnectionLog:
         self.buffer.clear()
         self.timer = None
 
-    def _format(self, now: float, service: str, peer: str, model: str, pid: int, duration: float,
-                bytes_in: int, bytes_out: int, outcome: str) -> str:
+    def _format(self, now: float, service: str, peer: str | tuple[str, int], model: str, pid: int,
+                duration: float, bytes_in: int, bytes_out: int, outcome: str) -> str:
+        if not isinstance(peer, str):  # (host, port), formatted here rather than per connection
+            peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
         second = int(now)
         if second != self._second:
             self._refresh(second)
@@ -131,7 +133,7 @@ class ConnectionLog:
         return (f"{self._stamp},{millis:03d}{head[0]}{peer}{head[1]}{pid} {duration:.3f}s "
                 f"in={bytes_in} out={bytes_out} {outcome}")
 
-    def write(self, service: str, peer: str, model: str, pid: int, duration: float,
+    def write(self, service: str, peer: str | tuple[str, int], model: str, pid: int, duration: float,
               bytes_in: int, bytes_out: int, outcome: str) -> None:
         """Log one connection.  In an event loop only its fields are queued
         (formatting a whole batch at flush time is cheaper than line by line)."""
