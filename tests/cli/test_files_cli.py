@@ -112,37 +112,47 @@ def test_get_resume_after_a_cut(root: Path, tmp_path: Path) -> None:
     assert out.read_bytes() == data
 
 
+def _on_a_terminal(argv: list[str]) -> tuple[int, bytes]:
+    """Run ``argv`` with stderr on a pseudo-terminal; (exit code, what it showed)."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+        os.close(slave)
+        slave = -1
+        text = b""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                text += chunk
+            elif proc.poll() is not None:
+                break
+        return proc.wait(10), text
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
 def test_progress_and_summary_on_a_terminal(root: Path, tmp_path: Path) -> None:
     (root / "f").write_bytes(b"z" * 300_000)
     out = tmp_path / "out"
-    with inetkit_run("files", "-o", f"root={root}") as (host, port):
-        master, slave = os.openpty()
-        try:
-            proc = subprocess.Popen([*CLI, "get", host, str(port), "f", "-o", str(out)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=slave)
-            os.close(slave)
-            slave = -1
-            text = b""
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 1)
-                if ready:
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: the child closed the terminal
-                        break
-                    if not chunk:
-                        break
-                    text += chunk
-                elif proc.poll() is not None:
-                    break
-            assert proc.wait(10) == 0
-        finally:
-            if slave >= 0:
-                os.close(slave)
-            os.close(master)
-    assert b"saved " in text and b"300000 bytes" in text and b"verified" in text
-    assert out.read_bytes() == b"z" * 300_000
+    src = tmp_path / "src"
+    src.write_bytes(b"y" * 200_000)
+    with inetkit_run("files", "-o", f"root={root}", "-o", "allow_upload=true") as (host, port):
+        code, text = _on_a_terminal([*CLI, "get", host, str(port), "f", "-o", str(out)])
+        assert code == 0 and b"saved " in text and b"300000 bytes" in text and b"verified" in text
+        code, text = _on_a_terminal([*CLI, "send", str(src), host, str(port), "--as", "up"])
+        assert code == 0 and b"sent up: 200000 bytes" in text and b"verified" in text
+        code, text = _on_a_terminal([*CLI, "get", host, str(port), "missing", "-o", str(tmp_path / "m")])
+        assert code == 1 and b"404 no such file" in text
+    assert out.read_bytes() == b"z" * 300_000 and (root / "up").read_bytes() == src.read_bytes()
 
 
 def test_push_get_against_inetkit_run_file_push(tmp_path: Path) -> None:

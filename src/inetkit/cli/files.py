@@ -82,8 +82,10 @@ def _send(args: argparse.Namespace) -> int:
     name = args.name or (None if args.file == "-" else os.path.basename(args.file))
     if not name:
         return fail("send: reading standard input needs --as NAME", 2)
-    with _progress(args, f"send {name}") as progress:
-        result = upload(args.host, args.port, args.file, name, timeout=args.timeout, progress=progress)
+    with _progress(args) as bars:
+        hashing = bars.task(f"sha256 {name}") if args.file != "-" else None
+        result = upload(args.host, args.port, args.file, name, timeout=args.timeout,
+                        progress=bars.task(f"send {name}"), hash_progress=hashing)
     if _interactive(args):
         resumed = f", resumed at {result.offset}" if result.offset else ""
         print(f"sent {name}: {result.size} bytes, sha256 {result.digest} verified{resumed}", file=sys.stderr)
@@ -102,8 +104,9 @@ def _get(args: argparse.Namespace) -> int:
         output = os.path.join(output, posixpath.basename(args.name))
     if output == "-" and args.resume:
         return fail("get: --resume needs an output file, not standard output", 2)
-    with _progress(args, f"get {args.name}") as progress:
-        result = download(args.host, args.port, args.name, output, resume=args.resume, timeout=args.timeout, progress=progress)
+    with _progress(args) as bars:
+        result = download(args.host, args.port, args.name, output, resume=args.resume, timeout=args.timeout,
+                          progress=bars.task(f"get {args.name}"))
     if _interactive(args) and output != "-":
         resumed = f", resumed at {result.offset}" if result.offset else ""
         print(f"saved {output}: {result.size} bytes, sha256 {result.digest} verified{resumed}", file=sys.stderr)
@@ -115,42 +118,49 @@ def _interactive(args: argparse.Namespace) -> bool:
 
 
 class _progress:
-    """A rich progress bar (bytes, rate, ETA) on a terminal; a no-op otherwise."""
+    """Rich progress bars (bytes, rate, ETA) on a terminal; no-ops otherwise.
 
-    def __init__(self, args: argparse.Namespace, label: str) -> None:
+    ``task(label)`` adds a bar and returns its ``(done, total)`` callback, or
+    None when not on a terminal."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
         self.enabled = _interactive(args)
-        self.label = label
         self.bar: Any = None
-        self.task: Any = None
-        self.last = 0.0
 
-    def __enter__(self) -> Callable[[int, int], None] | None:
-        if not self.enabled:
+    def __enter__(self) -> _progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+            self.bar.start()
+        return self
+
+    def task(self, label: str) -> Callable[[int, int], None] | None:
+        if self.bar is None:
             return None
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task(self.label, total=None)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
         import time
 
-        now = time.monotonic()
-        # rich redraws on its own timer; updating per 1 MiB chunk would only burn CPU
-        if now - self.last >= 0.1 or done == total:
-            self.last = now
-            self.bar.update(self.task, completed=done, total=total)
+        bar = self.bar
+        task = bar.add_task(label, total=None)
+        last = [0.0]
+
+        def update(done: int, total: int) -> None:
+            now = time.monotonic()
+            # rich redraws on its own timer; updating per 1 MiB chunk would only burn CPU
+            if now - last[0] >= 0.1 or done == total:
+                last[0] = now
+                bar.update(task, completed=done, total=total)
+
+        return update
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

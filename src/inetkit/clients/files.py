@@ -390,9 +390,20 @@ def _write_all(fd: int, view: memoryview) -> None:
 # -- PUT ---------------------------------------------------------------------------
 
 
-def sha256_file(file: BinaryIO) -> str:
+def sha256_file(file: BinaryIO, progress: Progress | None = None) -> str:
+    """SHA-256 of a whole open file, read into one reused buffer."""
+    size = os.fstat(file.fileno()).st_size
+    digest = hashlib.sha256()
+    buf = bytearray(BUFFER)
+    view = memoryview(buf)
+    done = 0
     file.seek(0)
-    return hashlib.file_digest(file, "sha256").hexdigest()  # type: ignore[arg-type]
+    while n := file.readinto(view):  # type: ignore[attr-defined]
+        digest.update(view[:n])
+        done += n
+        if progress is not None:
+            progress(done, max(size, done))
+    return digest.hexdigest()
 
 
 def upload(
@@ -404,6 +415,7 @@ def upload(
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
     locked_wait: float = 2.0,
+    hash_progress: Progress | None = None,
 ) -> Result:
     """Send ``source`` (``-``: standard input) as ``name``, verified by the server.
 
@@ -428,7 +440,7 @@ def upload(
             if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
                 file.close()
                 raise TransferError(f"{source} is not a regular file", "local")
-            hexdigest = sha256_file(file)
+            hexdigest = sha256_file(file, hash_progress)
     except OSError as exc:
         raise _wrap(exc, "upload") from None
     with file:
