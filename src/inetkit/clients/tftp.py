@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,18 +70,36 @@ def _resolve(host: str, port: int) -> tuple[int, tuple]:  # type: ignore[type-ar
     return family, addr
 
 
+def _timeval(seconds: float) -> bytes:
+    seconds = max(0.0005, seconds)
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
 def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progress: Progress | None) -> None:  # type: ignore[type-arg]
-    """Run ``session`` to its end over ``sock``; raises TftpError on failure."""
+    """Run ``session`` to its end over ``sock``; raises TftpError on failure.
+
+    The socket is blocking with SO_RCVTIMEO as its timeout: one recvfrom
+    syscall per datagram, where ``settimeout`` would add a poll() to each.
+    """
     peer = None
     server_host = server[0]
     clock = time.monotonic
     recvfrom = sock.recvfrom
-    sendto = sock.sendto
+    raw_sendto = sock.sendto
+    setsockopt = sock.setsockopt
+
+    def sendto(datagram: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+        try:
+            raw_sendto(datagram, addr)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            pass  # the send buffer stayed full: like a lost datagram, retransmission covers it
+
     now = clock()
     for datagram in session.start(now):
         sendto(datagram, server)
     last_report = 0.0
-    current = sock.gettimeout() or 1.0
+    current = 1.0
+    setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(current))
     while not session.finished:
         due = session.deadline
         now = clock()
@@ -88,19 +107,17 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progr
             for datagram in session.on_timer(now):
                 sendto(datagram, peer or server)
             continue
-        wait = max(0.0005, due - now) if due is not None else 1.0
-        # settimeout costs a syscall: only change it when it is far off
+        wait = due - now if due is not None else 1.0
+        # changing the timeout costs a syscall: only when it is far off
         if wait < current * 0.5 or wait > current * 2:
-            sock.settimeout(wait)
-            current = wait
+            current = max(0.0005, wait)
+            setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(current))
         try:
-            data, addr = recvfrom(65536)
-        except socket.timeout:
-            continue
+            data, addr = recvfrom(session.blksize + 5 if session.blksize >= 1019 else 1024)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            continue  # SO_RCVTIMEO expired: the loop checks the deadline
         except ConnectionRefusedError:
-            if peer is None:  # ICMP port unreachable before any reply: nobody serves TFTP there
-                raise TftpError(f"no TFTP server at {server[0]}:{server[1]} (port unreachable)") from None
-            continue  # a late ICMP during the transfer: the retry budget decides
+            continue  # a late ICMP error: the retry budget decides
         if peer is None:
             if addr[0] != server_host:
                 continue
@@ -141,13 +158,16 @@ def explain_error(code: int, message: str) -> str:
 
 
 def _socket(family: int, timeout: float) -> socket.socket:
+    """A blocking UDP socket whose receive and send timeouts are set with
+    SO_RCVTIMEO / SO_SNDTIMEO (see ``_drive``)."""
     sock = socket.socket(family, socket.SOCK_DGRAM)
     for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
         except OSError:
             pass
-    sock.settimeout(timeout)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(max(1.0, timeout)))
     return sock
 
 

@@ -144,8 +144,16 @@ class _Upload:
             pass
 
 
-class _Transfer(asyncio.DatagramProtocol):
-    """One transfer on its own socket (TID): session + timer + file."""
+class _Transfer:
+    """One transfer on its own socket (TID): session + timer + file.
+
+    The hot path is lean on purpose (lock-step TFTP is round-trip bound, so
+    every microsecond per packet shows): the non-blocking socket is watched
+    with ``loop.add_reader`` and read and written directly, without a
+    transport's buffering.  A datagram the kernel cannot take right now
+    (EAGAIN) is dropped, exactly like a datagram lost on the network: the
+    session's retransmission covers it.
+    """
 
     def __init__(self, service: TftpService, peer: Any, session: Sender | Receiver, what: str,
                  fd: int | None = None, upload: _Upload | None = None) -> None:
@@ -155,49 +163,69 @@ class _Transfer(asyncio.DatagramProtocol):
         self.what = what
         self.fd = fd
         self.upload = upload
-        self.transport: asyncio.DatagramTransport | None = None
-        self._sendto: Callable[..., None] | None = None
+        self.sock: socket.socket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
         self.started = time.monotonic()
         self.closed = False
+        self.dropped = 0
         self.loop = asyncio.get_running_loop()
+        # a sender only ever reads ACKs and ERRORs; a receiver reads whole blocks
+        self._bufsize = 1024 if isinstance(session, Sender) else P.MAX_PACKET + 1
+        self._drain = 1 if isinstance(session, Sender) else 64
 
-    # -- asyncio callbacks ------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._sendto = transport.sendto  # type: ignore[attr-defined]
+    def attach(self, sock: socket.socket) -> None:
+        """Start the transfer on its freshly bound, non-blocking socket."""
+        self.sock = sock
+        self.loop.add_reader(sock.fileno(), self._readable)
         now = time.monotonic()
         self._send(self.session.start(now))
         self._after(now)
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if addr != self.peer:
-            if not is_reflection_risk(addr[:2]):
-                self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)  # type: ignore[misc]
+    def _readable(self) -> None:
+        sock = self.sock
+        if sock is None:
             return
-        now = time.monotonic()
-        out = self.session.receive(data, now)
-        if self.session.complete and self.upload is not None and not self.upload.done:
-            out = self._commit(out)
-        if out:
-            sendto = self._sendto
-            peer = self.peer
+        session = self.session
+        peer = self.peer
+        for _ in range(self._drain):
+            try:
+                data, addr = sock.recvfrom(self._bufsize)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # e.g. a queued ICMP error: the retry budget decides
+            if addr != peer:
+                if not is_reflection_risk(addr[:2]):
+                    self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
+                continue
+            now = time.monotonic()
+            out = session.receive(data, now)
+            if session.complete and self.upload is not None and not self.upload.done:
+                out = self._commit(out)
             for datagram in out:
-                sendto(datagram, peer)  # type: ignore[misc]
-        self._after(now)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable: the client is gone; the retry budget ends the transfer
-        pass
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.close()
+                try:
+                    sock.sendto(datagram, peer)
+                except (BlockingIOError, InterruptedError):
+                    self.dropped += 1
+                except OSError:
+                    pass
+            if session.finished:
+                break
+        self._after(time.monotonic())
 
     # -- internals -----------------------------------------------------------------------
-    def _send(self, out: list[bytes]) -> None:
-        if self._sendto is None:
+    def _sendto(self, datagram: bytes, addr: Any) -> None:
+        if self.sock is None:
             return
+        try:
+            self.sock.sendto(datagram, addr)
+        except (BlockingIOError, InterruptedError):
+            self.dropped += 1
+        except OSError:
+            pass
+
+    def _send(self, out: list[bytes]) -> None:
         for datagram in out:
             self._sendto(datagram, self.peer)
 
@@ -232,8 +260,7 @@ class _Transfer(asyncio.DatagramProtocol):
         now = time.monotonic()
         due = self.session.next_deadline()
         if due is not None and now >= due:
-            out = self.session.on_timer(now)
-            self._send(out)
+            self._send(self.session.on_timer(now))
         self._after(now)
 
     def close(self, reason: str | None = None) -> None:
@@ -246,8 +273,10 @@ class _Transfer(asyncio.DatagramProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.transport is not None:
-            self.transport.close()
+        if self.sock is not None:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -404,9 +433,9 @@ class TftpService(Service):
             transfer = _Transfer(self, addr, session, f"WRQ {request.filename!r}", upload=upload)
         self.transfers[addr] = transfer
         self.per_source[addr[0]] = self.per_source.get(addr[0], 0) + 1
-        asyncio.get_running_loop().create_task(self._open_socket(transfer))
+        self._open_socket(transfer)
 
-    async def _open_socket(self, transfer: _Transfer) -> None:
+    def _open_socket(self, transfer: _Transfer) -> None:
         sock = socket.socket(self._family, socket.SOCK_DGRAM)
         try:
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -416,13 +445,12 @@ class TftpService(Service):
                     pass
             sock.bind((self._local[0], 0))
             sock.setblocking(False)
-            await asyncio.get_running_loop().create_datagram_endpoint(lambda: transfer, sock=sock)
-        except BaseException as exc:
+        except OSError as exc:
             sock.close()
             transfer.close()
-            if not isinstance(exc, Exception):
-                raise
             self.ctx.log.warning("tftp: cannot open a transfer socket: %s", exc)
+            return
+        transfer.attach(sock)
 
     def _open_read(self, path: str) -> tuple[int, int]:
         try:
