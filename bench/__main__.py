@@ -20,6 +20,14 @@ from bench.peers import PeerMissing
 HERE = Path(__file__).resolve().parent
 
 
+def _loadavg() -> float:
+    """The 1-minute load average: other work sharing the 2 cores shows here."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
@@ -45,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         say(f"scenario {name}")
         s0 = time.monotonic()
+        load0 = _loadavg()
         try:
             scenarios.load(name).run(ctx)
             status = ctx.status.get(name, ("measured", 0))[0]
@@ -57,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             status = f"failed: {exc!r}"[:300]
         ctx.status[name] = (status, time.monotonic() - s0)
+        ctx.load[name] = (load0, _loadavg())
         say(f"scenario {name}: {status} ({time.monotonic() - s0:.0f} s)")
     elapsed = time.monotonic() - t0
     from bench import report

@@ -32,6 +32,8 @@ class Context:
     raw: dict[str, Any] = field(default_factory=dict)
     #: scenario -> (status, seconds)
     status: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: scenario -> 1-minute load average before and after it
+    load: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def runs(self, quick: int, full: int) -> int:
         return quick if self.quick else full

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Context
-from bench.stats import markdown_table, targets_table
+from bench.stats import Target, markdown_table, targets_table
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
@@ -91,9 +91,17 @@ def render(ctx: Context, command: str, started: float, elapsed: float, heading: 
         targets_table(ctx.targets) if ctx.targets else "(no target measured in this run)",
         "",
     ]
-    status_rows = [[name, status, f"{seconds:.0f} s"] for name, (status, seconds) in ctx.status.items()]
+    if (ctx.results_dir / "targets.png").exists() and ctx.targets:
+        parts += ["![targets](targets.png)", ""]
+    status_rows = []
+    for name, (status, seconds) in ctx.status.items():
+        before, after = getattr(ctx, "load", {}).get(name, (float("nan"), float("nan")))
+        status_rows.append([name, status, f"{seconds:.0f} s", f"{before:.1f} → {after:.1f}"])
     if status_rows:
-        parts += [markdown_table(["scenario", "status", "time"], status_rows), ""]
+        parts += [markdown_table(["scenario", "status", "time", "load average (1 min) before → after"], status_rows),
+                  "",
+                  "The load average counts everything runnable on the machine; well above 2 (its cores) means "
+                  "other work shared the CPUs with this run, which widens the min–max ranges.", ""]
     for scenario in ctx.status:
         tables = [m for m in ctx.measurements if m.scenario == scenario]
         notes = ctx.notes.get(scenario, [])
@@ -114,14 +122,57 @@ def render(ctx: Context, command: str, started: float, elapsed: float, heading: 
     return "\n".join(parts).rstrip() + "\n"
 
 
+def goal_fraction(target: Target) -> float | None:
+    """How far a target is from its goal, as one number where >= 1 is met:
+    value/threshold for "at least" goals, threshold/value for "at most"."""
+    if target.value is None:
+        return None
+    if target.op in (">=", ">"):
+        return target.value / target.threshold if target.threshold else None
+    return target.threshold / target.value if target.value else float("inf")
+
+
+def plot_targets(ctx: Context) -> str | None:
+    """One bar per measured target: measured against its goal (1 = just met)."""
+    rows = [(t, goal_fraction(t)) for t in ctx.targets]
+    rows = [(t, f) for t, f in rows if f is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(11, 0.38 * len(rows) + 1.4))
+    labels = [f"#{t.issue} {t.goal[:70]}" for t, _ in rows]
+    values = [min(f, 10.0) for _, f in rows]
+    colors = ["tab:green" if f >= 1 else "tab:red" for _, f in rows]
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10) if min(values) / 2 <= t <= max(max(values), 1) * 2]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("measured / goal (>= 1: met; 'at most' goals inverted; capped at 10)")
+    ax.set_title("inetkit: issue targets, this run")
+    fig.tight_layout()
+    fig.savefig(ctx.results_dir / "targets.png", dpi=110)
+    plt.close(fig)
+    return "targets.png"
+
+
 def write(ctx: Context, command: str, started: float, elapsed: float) -> Path:
     ctx.results_dir.mkdir(parents=True, exist_ok=True)
+    plot_targets(ctx)
     latest = ctx.results_dir / "latest.md"
     latest.write_text(render(ctx, command, started, elapsed))
     raw = {
         "command": command, "started": started, "elapsed": elapsed, "machine": machine(), "commit": commit(),
         "quick": ctx.quick, "status": {k: {"status": s, "seconds": t} for k, (s, t) in ctx.status.items()},
-        "measurements": [m.as_dict() for m in ctx.measurements],
+        "load": getattr(ctx, "load", {}), "measurements": [m.as_dict() for m in ctx.measurements],
         "targets": [t.as_dict() for t in ctx.targets], "notes": ctx.notes, "plots": ctx.plots, "raw": ctx.raw,
     }
     (ctx.results_dir / "latest.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False) + "\n")
