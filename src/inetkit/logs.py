@@ -108,10 +108,15 @@ class ConnectionLog:
         self.buffer.clear()
         self.timer = None
 
-    def _format(self, now: float, service: str, peer: str | tuple[str, int], model: str, pid: int,
-                duration: float, bytes_in: int, bytes_out: int, outcome: str) -> str:
+    def _format(self, offset: float, end: float, service: str, peer: str | tuple[str, int], model: str,
+                pid: int | None, started: float | None, bytes_in: int, bytes_out: int, outcome: str) -> str:
+        """One line from a queued entry; ``offset`` turns monotonic into wall-clock time."""
         if not isinstance(peer, str):  # (host, port), formatted here rather than per connection
             peer = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        if not pid:
+            pid = self.pid
+        duration = end - started if started is not None else 0.0
+        now = end + offset
         second = int(now)
         if second != self._second:
             self._refresh(second)
@@ -133,11 +138,13 @@ class ConnectionLog:
         return (f"{self._stamp},{millis:03d}{head[0]}{peer}{head[1]}{pid} {duration:.3f}s "
                 f"in={bytes_in} out={bytes_out} {outcome}")
 
-    def write(self, service: str, peer: str | tuple[str, int], model: str, pid: int, duration: float,
-              bytes_in: int, bytes_out: int, outcome: str) -> None:
-        """Log one connection.  In an event loop only its fields are queued
-        (formatting a whole batch at flush time is cheaper than line by line)."""
-        entry = (time.time(), service, peer, model, pid, duration, bytes_in, bytes_out, outcome)
+    def queue(self, end: float, service: str, peer: str | tuple[str, int], model: str, pid: int | None,
+              started: float | None, bytes_in: int, bytes_out: int, outcome: str) -> None:
+        """Log one connection that ended at monotonic time ``end`` and started
+        at ``started``; ``pid`` None means this process.  In an event loop only
+        the fields are queued: the batch is formatted at flush time, which
+        keeps the per-connection cost to a tuple and an append."""
+        entry = (end, service, peer, model, pid, started, bytes_in, bytes_out, outcome)
         if self.timer is not None:  # a flush is already due: just queue the entry
             self.buffer.append(entry)
             if len(self.buffer) >= MAX_BUFFERED:
@@ -145,11 +152,17 @@ class ConnectionLog:
             return
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._emit(self._format(*entry) + "\n")  # no loop to flush later (a forked child): now
+        except RuntimeError:  # no loop to flush later (a forked child): now
+            self._emit(self._format(time.time() - time.monotonic(), *entry) + "\n")
             return
         self.buffer.append(entry)
         self.timer = loop.call_later(FLUSH_DELAY, self.flush)
+
+    def write(self, service: str, peer: str | tuple[str, int], model: str, pid: int, duration: float,
+              bytes_in: int, bytes_out: int, outcome: str) -> None:
+        """Log one connection that just ended after ``duration`` seconds."""
+        end = time.monotonic()
+        self.queue(end, service, peer, model, pid, end - duration, bytes_in, bytes_out, outcome)
 
     def flush(self) -> None:
         if self.timer is not None:
@@ -157,8 +170,35 @@ class ConnectionLog:
             self.timer = None
         if self.buffer:
             entries, self.buffer = self.buffer, []
-            fmt = self._format
-            self._emit("".join([fmt(*e) + "\n" for e in entries]))
+            offset = time.time() - time.monotonic()
+            if self.json:
+                fmt = self._format
+                self._emit("".join([fmt(offset, *e) + "\n" for e in entries]))
+            else:
+                self._emit(self._plain_batch(entries, offset))
+
+    def _plain_batch(self, entries: list[tuple[Any, ...]], offset: float) -> str:
+        """``_format`` for a whole batch of plain lines, in one loop (the
+        common case, about twice as fast as a call per line)."""
+        out = []
+        heads = self._heads
+        mypid = self.pid
+        for end, service, peer, model, pid, started, bytes_in, bytes_out, outcome in entries:
+            now = end + offset
+            second = int(now)
+            if second != self._second:
+                self._refresh(second)
+            head = heads.get((service, model))
+            if head is None:
+                head = heads[(service, model)] = (f" inetkit[{mypid}] INFO {printable(service)} ",
+                                                  f" {printable(model)} pid=")
+            if isinstance(peer, str):
+                where = peer
+            else:
+                where = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+            out.append(f"{self._stamp},{int((now - second) * 1000):03d}{head[0]}{where}{head[1]}{pid or mypid} "
+                       f"{end - started if started is not None else 0.0:.3f}s in={bytes_in} out={bytes_out} {outcome}\n")
+        return "".join(out)
 
     def _emit(self, data: str) -> None:
         try:

@@ -70,3 +70,13 @@ def test_setup_logging_keeps_order(monkeypatch) -> None:  # type: ignore[no-unty
         assert "127.0.0.1:1" in lines[0] and "after the connection" in lines[1]
     finally:
         root.handlers[:], root.level, root.propagate = saved
+
+
+def test_batched_plain_lines_equal_single_lines() -> None:
+    clog = ConnectionLog(io.StringIO(), "plain")
+    entries = [(100.25, "echo", ("127.0.0.1", 5), "async", None, 99.0, 1, 2, "ok"),
+               (100.5, "echo", ("::1", 6), "fork", 77, None, 0, 0, "reset"),
+               (101.75, "cat", "10.0.0.1:7", "exec", 5, 101.0, 3, 4, "exit=1")]
+    batch = clog._plain_batch(entries, 1_000_000.0)
+    assert batch == "".join(clog._format(1_000_000.0, *e) + "\n" for e in entries)
+    assert "[::1]:6 fork pid=77 0.000s" in batch and f"pid={os.getpid()} 1.250s" in batch

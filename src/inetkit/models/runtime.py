@@ -211,13 +211,14 @@ class ServiceRuntime:
             self.events({"ev": "close", "id": id(conn), "in": conn.bytes_in, "out": conn.bytes_out,
                          "outcome": outcome})
         if self.connection_log and log:
-            duration = time.monotonic() - live.started if live is not None else 0.0
-            pid = live.pid if live is not None and live.pid else os.getpid()
             fast = _logs._connection_log
-            if fast is not None:
-                fast.write(self.config.name, conn.peer, self.config.model, pid, duration,
+            if fast is not None:  # duration, pid and text are worked out when the batch is written
+                fast.queue(time.monotonic(), self.config.name, conn.peer, self.config.model,
+                           live.pid if live is not None else None, live.started if live is not None else None,
                            conn.bytes_in, conn.bytes_out, outcome)
             else:
+                duration = time.monotonic() - live.started if live is not None else 0.0
+                pid = live.pid if live is not None and live.pid else os.getpid()
                 self._log_line(conn.peer_text, pid, duration, conn.bytes_in, conn.bytes_out, outcome)
 
     def reaped(self, conn: ConnectionContext, outcome: str, *, log: bool) -> None:
