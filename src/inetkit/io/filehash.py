@@ -20,6 +20,8 @@ import threading
 WINDOW = 16 << 20
 #: read size of ``sha256_fd``
 CHUNK = 1 << 20
+#: MAP_POPULATE maps a window's pages in one go instead of one fault per 64 KiB
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 class FileHasher:
@@ -76,7 +78,7 @@ class FileHasher:
                     length = min(self.window, end - self.hashed)
                     base = self.hashed - self.hashed % mmap.ALLOCATIONGRANULARITY
                     skip = self.hashed - base
-                    with mmap.mmap(self.fd, skip + length, prot=mmap.PROT_READ, offset=base) as mapped:
+                    with mmap.mmap(self.fd, skip + length, flags=_MAP_FLAGS, prot=mmap.PROT_READ, offset=base) as mapped:
                         with memoryview(mapped) as view:
                             self.digest.update(view[skip : skip + length])
                     self.hashed += length
