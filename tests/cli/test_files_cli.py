@@ -166,3 +166,30 @@ def test_push_get_against_inetkit_run_file_push(tmp_path: Path) -> None:
         assert done.returncode == 0 and out.read_bytes() == src.read_bytes()
     done = cli("push-get", host, str(port), "-o", str(tmp_path / "gone"), "--timeout", "5")
     assert done.returncode == 69 and not (tmp_path / "gone").exists()
+
+
+def test_serve_config_with_both_services(root: Path, tmp_path: Path) -> None:
+    from inetkit.testing.running import running_daemon
+
+    (root / "hello.txt").write_bytes(b"hello\n")
+    config = f"""
+[services.file-push]
+port = 0
+proto = "tcp"
+model = "fork"
+
+[services.files]
+port = 0
+proto = "tcp"
+[services.files.options]
+root = "{root}"
+allow_upload = true
+"""
+    with running_daemon(config_text=config, tmp_path=tmp_path) as daemon:
+        push_port, files_port = daemon.port("file-push"), daemon.port("files")
+        done = cli("push-get", "127.0.0.1", str(push_port))
+        assert done.returncode == 0 and b"file-push" in done.stdout  # the sample shipped with inetkit
+        done = cli("send", "-", "127.0.0.1", str(files_port), "--as", "up.txt", stdin=b"up\n")
+        assert done.returncode == 0, done.stderr
+        done = cli("ls", "127.0.0.1", str(files_port))
+        assert done.stdout.decode().split() == ["6", "hello.txt", "3", "up.txt"]
