@@ -221,7 +221,7 @@ def flush_connection_log() -> None:
         _connection_log.flush()
 
 
-class _OrderedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _OrderedHandler(logging.StreamHandler):
     """Writes pending connection lines before its own, so the log stays in order."""
 
     def emit(self, record: logging.LogRecord) -> None:

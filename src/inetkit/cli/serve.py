@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from inetkit.cli.common import EXIT_CONFIG, EXIT_UNAVAILABLE, fail
 from inetkit.cli.configsource import add_config_arguments, load_config
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except BindError as exc:
         return fail(str(exc), EXIT_UNAVAILABLE)
 
-    def on_ready(bound: list) -> None:  # type: ignore[type-arg]
+    def on_ready(bound: list[Any]) -> None:
         ok = [b for b in bound if not b.error]
         print(service_table([b.describe() for b in bound]))
         control = f"; control socket {supervisor.control.path}" if supervisor.control is not None else ""

@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any, Callable
 
 from inetkit.config.schema import ServiceConfig
 from inetkit.models.forkexec import wait_exit
@@ -78,7 +79,7 @@ class EventReader:
                     self.rt.apply_event(self.worker, event)
 
 
-def write_events(fd: int):  # type: ignore[no-untyped-def]
+def write_events(fd: int) -> Callable[[dict[str, Any]], None]:
     """The worker's end: a function writing one event as one JSON line.
     Lines are far below PIPE_BUF, so writes from the worker and its forked
     children never interleave.  The pipe is non-blocking: if the daemon falls
@@ -86,7 +87,7 @@ def write_events(fd: int):  # type: ignore[no-untyped-def]
     a connection."""
     os.set_blocking(fd, False)
 
-    def emit(event: dict) -> None:  # type: ignore[type-arg]
+    def emit(event: dict[str, Any]) -> None:
         try:
             os.write(fd, json.dumps(event, separators=(",", ":")).encode() + b"\n")
         except OSError:
