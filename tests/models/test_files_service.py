@@ -198,6 +198,21 @@ def test_disk_full_gives_a_clear_error_and_no_file(tiny_fs: Path, tmp_path: Path
     assert not (tiny_fs / "big").exists() and not (tiny_fs / "fits").exists() and no_partials(tiny_fs)
 
 
+def test_disk_full_mid_body_reaches_the_real_client(tiny_fs: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from inetkit.services.files import FilesService
+
+    # no free-space check: the upload starts and the disk fills up under it
+    monkeypatch.setattr(FilesService, "_check_space", lambda self, need: None)
+    src = tmp_path / "src"
+    src.write_bytes(random.Random(8).randbytes(16 << 20))
+    with files_service(tiny_fs, allow_upload=True, min_free=0) as service:
+        with pytest.raises(TransferError) as info:
+            upload(*service.address, str(src), "big")
+    assert info.value.status == 507 and "insufficient storage" in str(info.value)
+    assert not (tiny_fs / "big").exists() and no_partials(tiny_fs)
+
+
 def test_bad_digest_is_refused_and_nothing_is_kept(root: Path) -> None:
     with files_service(root, allow_upload=True) as service:
         reply = raw_exchange(service.address, PutRequest("f", 4, sha(b"good")).encode() + b"evil")
@@ -427,3 +442,17 @@ def test_a_slow_hash_sends_wait_lines_instead_of_going_silent(model: str, monkey
     lines = reply.split(b"\n")
     assert lines[0].startswith(b"WAIT ") and any(line.startswith(b"FILE ") for line in lines)
     assert result.digest == sha(data) and (tmp_path / "out").read_bytes() == data
+
+
+def test_an_unusable_root_is_a_config_error(tmp_path: Path) -> None:
+    from inetkit.errors import ConfigError
+    from inetkit.services.files import FilesService
+
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(ConfigError, match="option 'root'"):
+        FilesService({"root": str(tmp_path / "file")})
+    with pytest.raises(ConfigError, match="option 'root'"):
+        FilesService({"root": str(tmp_path / "file" / "below")})
+    created = tmp_path / "new" / "root"
+    FilesService({"root": str(created)})
+    assert created.is_dir()

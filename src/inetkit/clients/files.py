@@ -49,6 +49,8 @@ from inetkit.proto.filexfer import (
 )
 
 BUFFER = 1 << 20
+#: upload body per sendfile call; the server's reply is checked in between
+SEND_CHUNK = 4 << 20
 #: buffers in flight between the receiving and the hashing thread
 RING = 4
 DEFAULT_TIMEOUT = 30.0
@@ -478,7 +480,11 @@ def _upload_once(host: str, port: int, file: BinaryIO, request: PutRequest, time
                 progress(ready.offset, size)
             pos = ready.offset
             while core.state is State.BODY:
-                count = min(core.body_remaining, 64 << 20)
+                # a server that refuses mid-body (disk full) says so in an ERR
+                # line: look for it between chunks instead of sending into a wall
+                if select.select([sock], [], [], 0)[0]:
+                    core.handle_line(conn.read_line())
+                count = min(core.body_remaining, SEND_CHUNK)
                 sent = sock.sendfile(file, pos, count)
                 if sent == 0:
                     raise TransferError("the local file shrank during the upload", "local")

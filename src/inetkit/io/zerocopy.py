@@ -119,6 +119,18 @@ class AsyncChannel:
     def shutdown_write(self) -> None:
         self.sock.shutdown(socket.SHUT_WR)
 
+    async def drain(self, limit: int, seconds: float) -> int:
+        """Read and drop input until EOF, ``limit`` bytes or ``seconds`` (TimeoutError)."""
+        scratch = bytearray(65536)
+        dropped = 0
+        async with asyncio.timeout(seconds):
+            while dropped < limit:
+                n = await self.recv_into(scratch, min(len(scratch), limit - dropped))
+                if n == 0:
+                    break
+                dropped += n
+        return dropped
+
     async def offload(self, func: Callable[..., T], *args: Any) -> T:
         """Run blocking work (hashing a file, listing a directory) off the loop."""
         return await self.loop.run_in_executor(None, func, *args)
@@ -164,6 +176,28 @@ class BlockingChannel:
 
     def shutdown_write(self) -> None:
         self.sock.shutdown(socket.SHUT_WR)
+
+    async def drain(self, limit: int, seconds: float) -> int:
+        """Read and drop input until EOF, ``limit`` bytes or ``seconds`` (TimeoutError)."""
+        import time
+
+        scratch = bytearray(65536)
+        dropped = 0
+        deadline = time.monotonic() + seconds
+        old_timeout = self.sock.gettimeout()
+        try:
+            while dropped < limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("drain")
+                self.sock.settimeout(left)
+                n = self.sock.recv_into(scratch, min(len(scratch), limit - dropped))
+                if n == 0:
+                    break
+                dropped += n
+        finally:
+            self.sock.settimeout(old_timeout)
+        return dropped
 
     async def offload(self, func: Callable[..., T], *args: Any) -> T:
         return func(*args)

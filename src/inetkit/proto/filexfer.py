@@ -441,6 +441,9 @@ class ClientTransfer(_Machine):
             if self.entries_remaining == 0:
                 self.state = State.DONE
             return entry
+        if self.state is State.BODY and isinstance(req, PutRequest):
+            # the server may refuse mid-body (disk full): only ERR can come now
+            parse_reply(line, "ERR")  # raises: the server's ERR, or a protocol error
         if self.state is State.AWAIT_DONE:
             assert isinstance(req, PutRequest)
             done = parse_reply(line, "DONE")

@@ -21,6 +21,7 @@ import struct
 from importlib import resources
 from typing import Any, ClassVar
 
+from inetkit.errors import ConfigError
 from inetkit.io.zerocopy import AsyncChannel, BlockingChannel, run_blocking
 from inetkit.services.base import ConnectionContext, Service
 from inetkit.services.options import Option, positive
@@ -42,6 +43,14 @@ class FilePushService(Service):
     def __init__(self, options: Any = None, where: str = "options") -> None:
         super().__init__(options, where)
         self.path = self.options.path or sample_path()
+        # refuse a config that cannot work; a file that goes away later is
+        # reported per connection instead
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            raise ConfigError(f"option 'path': {self.path}: {exc.strerror}", where) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"option 'path': {self.path} is not a regular file", where)
 
     async def handle_async(self, reader: Any, writer: Any, ctx: ConnectionContext) -> None:
         channel = AsyncChannel(reader, writer, ctx.service.idle_timeout)

@@ -30,6 +30,7 @@ import stat
 import threading
 from typing import Any, ClassVar
 
+from inetkit.errors import ConfigError
 from inetkit.io.filehash import FileHasher, sha256_fd
 from inetkit.io.zerocopy import AsyncChannel, BlockingChannel, run_blocking
 from inetkit.proto.filexfer import (
@@ -65,6 +66,11 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[written:]
 
 
+#: after an ERR, read and drop at most this much of what the client still sends, for at most this long
+LINGER_BYTES = 16 << 20
+LINGER_SECONDS = 2.0
+
+
 class FilesService(Service):
     name = "files"
     summary = "verified, resumable file transfer (LIST/GET/PUT, sendfile, SHA-256)"
@@ -85,7 +91,12 @@ class FilesService(Service):
     def __init__(self, options: Any = None, where: str = "options") -> None:
         super().__init__(options, where)
         root = self.options.root or default_root()
-        os.makedirs(root, exist_ok=True)
+        try:
+            os.makedirs(root, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"option 'root': cannot create {root}: {exc.strerror}", where) from None
+        if not os.path.isdir(root):
+            raise ConfigError(f"option 'root': {root} is not a directory", where)
         self.root = os.path.realpath(root)
         self.partial_dir = os.path.join(self.root, RESERVED)
         self._digests: dict[tuple[int, ...], str] = {}
@@ -118,7 +129,7 @@ class FilesService(Service):
             request = core.handle_line(line)
         except FilexferError as exc:
             ctx.log.info("%s: bad request from %s: %s", ctx.service.name, ctx.peer_text, exc)
-            await ch.sendall(core.error(exc.status, exc.reason))
+            await self._refuse(ch, core.error(exc.status, exc.reason))
             return
         try:
             if isinstance(request, ListRequest):
@@ -129,14 +140,26 @@ class FilesService(Service):
                 await self._put(ch, core, request, lines.take_rest(), ctx)
         except FilexferError as exc:
             ctx.log.info("%s: %s refused for %s: %s", ctx.service.name, type(request).__name__, ctx.peer_text, exc)
-            await ch.sendall(core.error(exc.status, exc.reason))
+            await self._refuse(ch, core.error(exc.status, exc.reason))
         except (ConnectionError, TimeoutError):
             raise
         except OSError as exc:
             # a local failure (rename, open, ...) still ends in a clear ERR line for the client
             ctx.log.warning("%s: %s for %s failed: %s", ctx.service.name, type(request).__name__, ctx.peer_text, exc)
             if core.state is not State.DONE:
-                await ch.sendall(core.error(Status.INTERNAL, f"server error: {exc.strerror or exc}"))
+                await self._refuse(ch, core.error(Status.INTERNAL, f"server error: {exc.strerror or exc}"))
+
+    async def _refuse(self, ch: Any, line: bytes) -> None:
+        """Send an ERR line so that it arrives: closing a socket with unread
+        input (a request body the client already sent) makes the kernel send
+        RST, and the peer may lose the line.  So: FIN after the line, then
+        read and drop the client's bytes (bounded) until it closes too."""
+        await ch.sendall(line)
+        try:
+            ch.shutdown_write()
+            await ch.drain(LINGER_BYTES, LINGER_SECONDS)
+        except (ConnectionError, TimeoutError, OSError):
+            pass  # the client is gone or slow: close anyway
 
     # -- paths ------------------------------------------------------------------
     def _inside(self, real: str) -> bool:
