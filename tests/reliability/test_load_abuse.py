@@ -15,8 +15,7 @@ import contextlib
 import socket
 import threading
 import time
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

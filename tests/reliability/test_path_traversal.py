@@ -14,8 +14,8 @@ import hashlib
 import os
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

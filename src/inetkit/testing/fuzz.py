@@ -40,11 +40,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 #: bytes planted in the files and tftp roots, fetched back by their probes
 PROBE_FILE = "probe.txt"
