@@ -9,8 +9,10 @@ operations such a service needs, in two flavours with the same coroutine API:
   socket over.  Reading on the transport is paused, bytes the StreamReader had
   already buffered are handed back first, and the channel works on a ``dup``
   of the descriptor, waiting for readiness with ``add_reader``/``add_writer``
-  (both asyncio's loop and uvloop support this; neither implements
-  ``loop.sendfile`` for every transport, which is why it is done by hand).
+  (both asyncio's loop and uvloop support this).  ``loop.sendfile`` would
+  be simpler, but uvloop (the daemon's loop) has no native implementation:
+  it raises NotImplementedError, or with ``fallback=True`` copies the file
+  through Python; so ``os.sendfile`` is driven by hand here.
 - ``BlockingChannel`` (iterative/fork/thread via ``handle_blocking``): the
   same coroutines over a blocking socket with a timeout.  They never suspend,
   so ``run_blocking`` drives the handler coroutine to completion in one step.
