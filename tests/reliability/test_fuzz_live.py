@@ -46,6 +46,7 @@ def test_live_fuzz_short() -> None:
     assert report.probe_failures == [], report.table()
     assert report.final.zombies == 0
     assert report.fd_ok and report.rss_ok, report.table()
+    assert report.idle_cpu <= report.idle_cpu_max, report.table()  # no UDP loop, no spinning task left
 
 
 def test_peer_text_cannot_forge_log_lines(tmp_path: Path) -> None:

@@ -466,9 +466,40 @@ def stream_attack(rng: random.Random, address: tuple[str, int], seeds: list[byte
     return kind
 
 
-def datagram_attack(rng: random.Random, address: tuple[str, int], seeds: list[bytes]) -> str:
-    kind = rng.choice(["garbage", "mutated", "mutated", "truncated", "empty", "huge", "burst"])
+def spoofed_datagram(src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> None:
+    """Send one IPv4 UDP datagram with a forged source (raw socket: root only;
+    UDP checksum 0 means "none" over IPv4)."""
+    udp = struct.pack("!HHHH", src[1], dst[1], 8 + len(payload), 0) + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, socket.IPPROTO_UDP, 0,
+                     socket.inet_aton(src[0]), socket.inet_aton(dst[0]))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.sendto(ip + udp, (dst[0], 0))
+
+
+def can_spoof() -> bool:
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
+    except OSError:
+        return False
+    return True
+
+
+def datagram_attack(rng: random.Random, address: tuple[str, int], seeds: list[bytes],
+                    spoof_ports: list[int] | None = None) -> str:
+    """One UDP attack; returns its kind.  With ``spoof_ports`` (the daemon's own
+    UDP ports; needs a raw socket) some datagrams come "from" one of them or
+    from a classic small-service port: loop and reflection requests."""
+    kinds = ["garbage", "mutated", "mutated", "truncated", "empty", "huge", "burst"]
+    kind = rng.choice(kinds + (["spoofed"] if spoof_ports else []))
     seed = rng.choice(seeds) if seeds else b""
+    if kind == "spoofed":
+        assert spoof_ports
+        port = rng.choice([*spoof_ports, 7, 19, rng.randint(1024, 65535)])
+        try:
+            spoofed_datagram(("127.0.0.1", port), address, mutate(rng, seed) if rng.random() < 0.5 else seed)
+        except OSError:
+            pass
+        return kind
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(0.02)
         try:
@@ -509,6 +540,15 @@ class Resources:
 
     def __str__(self) -> str:
         return f"fds={self.fds} rss={self.rss_kib / 1024:.1f}MiB children={self.children} zombies={self.zombies}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (``/proc/PID/stat`` fields 14 and 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _children(pid: int) -> list[int]:
@@ -601,9 +641,14 @@ class Report:
     alive: bool
     tracebacks: int
     log_tail: str = ""
-    #: allowed growth: fds and RSS (KiB) over the baseline
+    #: CPU seconds the daemon used in one idle second after the campaign
+    idle_cpu: float = 0.0
+    #: whether forged-source datagrams were part of the campaign (root only)
+    spoofing: bool = False
+    #: allowed growth: fds and RSS (KiB) over the baseline; CPU while idle
     fd_slack: int = 3
     rss_slack_kib: int = 16 * 1024
+    idle_cpu_max: float = 0.1
 
     @property
     def probe_failures(self) -> list[str]:
@@ -620,7 +665,7 @@ class Report:
     @property
     def ok(self) -> bool:
         return (self.alive and not self.probe_failures and self.fd_ok and self.rss_ok
-                and self.final.zombies == 0 and self.tracebacks == 0)
+                and self.final.zombies == 0 and self.tracebacks == 0 and self.idle_cpu <= self.idle_cpu_max)
 
     def table(self) -> str:
         lines = [f"{'service':<20} {'cases':>6}  {'probe before':<13} {'probe after':<13} attacks"]
@@ -629,7 +674,9 @@ class Report:
             lines.append(f"{r.target.label:<20} {r.cases:>6}  {r.before[:13]:<13} {r.after[:13]:<13} {kinds}")
         lines.append("")
         lines.append(f"cases: {self.cases} in {self.seconds:.1f}s (seed {self.seed}); daemon alive: {self.alive}; "
-                     f"tracebacks in log: {self.tracebacks}")
+                     f"tracebacks in log: {self.tracebacks}; forged sources: {'yes' if self.spoofing else 'no (not root)'}")
+        lines.append(f"idle CPU after: {self.idle_cpu:.2f}s per s (bound {self.idle_cpu_max}: "
+                     f"{'ok' if self.idle_cpu <= self.idle_cpu_max else 'EXCEEDED'})")
         lines.append(f"baseline: {self.baseline}")
         lines.append(f"after:    {self.final}  (fd bound +{self.fd_slack}: {'ok' if self.fd_ok else 'EXCEEDED'}, "
                      f"RSS bound +{self.rss_slack_kib // 1024}MiB: {'ok' if self.rss_ok else 'EXCEEDED'})")
@@ -741,6 +788,7 @@ def fuzz(seconds: float = 30.0, cases: int = 5000, seed: int | None = None, work
         for row in rows:
             run_probe(row.target)
         baseline = settle(pid, resources(pid), 0, 3.0)
+        spoof_ports = [r.target.port for r in rows if r.target.proto == "udp"] if can_spoof() else []
         started = time.monotonic()
         stop_at = started + seconds
         lock = threading.Lock()
@@ -758,7 +806,7 @@ def fuzz(seconds: float = 30.0, cases: int = 5000, seed: int | None = None, work
                 if row.target.proto == "tcp":
                     kind = stream_attack(rng, row.target.address, seeds)
                 else:
-                    kind = datagram_attack(rng, row.target.address, seeds)
+                    kind = datagram_attack(rng, row.target.address, seeds, spoof_ports)
                 with lock:
                     row.cases += 1
                     row.kinds[kind] = row.kinds.get(kind, 0) + 1
@@ -772,11 +820,16 @@ def fuzz(seconds: float = 30.0, cases: int = 5000, seed: int | None = None, work
         for row in rows:
             row.after = run_probe(row.target)
         final = settle(pid, baseline, 3, settle_seconds)
+        # an idle daemon burns no CPU: a UDP loop or a spinning task would show here
+        before_cpu = cpu_seconds(pid)
+        time.sleep(1.0)
+        idle_cpu = cpu_seconds(pid) - before_cpu
         alive = daemon.process.poll() is None  # type: ignore[attr-defined]
         log = log_path.read_text(errors="replace")
         tracebacks = log.count("Traceback (most recent call last)")
         tail = "\n".join(log.splitlines()[-30:])
-        return Report(rows, sum(r.cases for r in rows), elapsed, seed, baseline, final, alive, tracebacks, tail)
+        return Report(rows, sum(r.cases for r in rows), elapsed, seed, baseline, final, alive, tracebacks, tail,
+                      idle_cpu=idle_cpu, spoofing=bool(spoof_ports))
 
 
 def main(argv: list[str] | None = None) -> int:
