@@ -462,3 +462,33 @@ def test_sigterm_drain_under_load(tmp_path: Path) -> None:
         assert code == 0 and time.monotonic() - started < 10
         with pytest.raises(OSError):
             socket.create_connection(address, timeout=2).close()
+
+
+# -- kernel netem in a private network namespace (when the kernel has it) -------------------------
+
+NETEM_SCRIPT = """
+import os, pathlib, sys, tempfile
+from inetkit.clients.tftp import get_file
+from inetkit.testing.running import running_service
+root = pathlib.Path(tempfile.mkdtemp())
+data = os.urandom(100_000)
+(root / "f.bin").write_bytes(data)
+with running_service("tftp", proto="udp", options={"root": str(root)}) as svc:
+    get_file(svc.address[0], svc.address[1], "f.bin", str(root / "got.bin"), blksize=1428, windowsize=4)
+sys.exit(0 if (root / "got.bin").read_bytes() == data else 3)
+"""
+
+
+def test_tftp_under_netem(tmp_path: Path) -> None:
+    """TFTP in a private network namespace whose loopback drops, duplicates,
+    reorders and delays (Linux netem).  Skipped where netem or namespaces are
+    not available (no sch_netem module, no CAP_SYS_ADMIN)."""
+    setup = "ip link set lo up && tc qdisc add dev lo root netem loss 5% duplicate 5% delay 2ms reorder 10%"
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", setup], capture_output=True, timeout=10)
+    if probe.returncode != 0:
+        pytest.skip(f"netem in a network namespace not available: {probe.stderr.decode(errors='replace').strip()}")
+    script = tmp_path / "netem_tftp.py"
+    script.write_text(NETEM_SCRIPT)
+    done = subprocess.run(["unshare", "-n", "sh", "-c", f"{setup} && exec {sys.executable} {script}"],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
