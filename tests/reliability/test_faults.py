@@ -431,14 +431,19 @@ def test_sighup_reload_under_load(tmp_path: Path) -> None:
     with running_daemon("--any-port", "--no-control", config_text=LOAD_CONFIG.format(grace=5, extra=extra),
                         tmp_path=tmp_path) as daemon:
         address = ("127.0.0.1", daemon.port("echo", "tcp"))
-        threads, results = _load(address, 8, 1_000_000, 0.01)
+        threads, results = _load(address, 8, 1_000_000, 0.03)
         time.sleep(0.3)
-        # unchanged service kept, a new one added
+        # first reload: echo unchanged (kept), a new service added
         (tmp_path / "inetkit-test.toml").write_text(LOAD_CONFIG.format(grace=5, extra=extra) +
                                                    '\n[services.daytime]\nport = 0\nproto = "tcp"\n')
         daemon.process.send_signal(signal.SIGHUP)
-        time.sleep(0.2)
-        daemon.process.send_signal(signal.SIGHUP)  # twice, while bytes flow
+        time.sleep(0.3)
+        # second reload: echo itself changed (its limits): the new one takes over the
+        # listener while the old one's established connections finish
+        changed = extra.replace("idle_timeout = 30", "idle_timeout = 31")
+        (tmp_path / "inetkit-test.toml").write_text(LOAD_CONFIG.format(grace=5, extra=changed))
+        daemon.process.send_signal(signal.SIGHUP)
+        assert results == []  # both reloads landed while every stream was still going
         for t in threads:
             t.join(30)
         assert results == ["ok"] * 8, results
