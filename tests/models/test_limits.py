@@ -216,7 +216,8 @@ def test_rate_limit_slows_the_flooder_not_a_second_source() -> None:
         assert 5 <= served <= 5 + 10 * flood_time[0] + 2, (served, flood_time)
         # the second source was never refused, and served at loopback latency
         latencies.sort()
-        assert latencies[-1] < 0.5, latencies
+        assert latencies[len(latencies) // 2] < 0.05, latencies  # loopback latency, not the flooder's
+        assert latencies[-1] < 1.0, latencies
         counters = svc.call(lambda: svc.runtime.counters.as_dict())
         assert counters["refused"] == len(flood_results) - served
         lines = [r.getMessage() for r in records if "refused" in r.getMessage()]
