@@ -201,8 +201,11 @@ class _Transfer:
                 continue
             now = time.monotonic()
             out = session.receive(data, now)
-            if session.complete and self.upload is not None and not self.upload.done:
-                out = self._commit(out)
+            if self.upload is not None and not self.upload.done:
+                if session.complete:
+                    out = self._commit(out)
+                elif session.finished:
+                    self.upload.discard()  # before the ERROR goes out: nothing is left behind
             for datagram in out:
                 try:
                     sock.sendto(datagram, peer)
