@@ -138,7 +138,10 @@ def plot_targets(ctx: Context) -> str | None:
     rows = [(t, f) for t, f in rows if f is not None]
     if not rows:
         return None
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the tables are still written; only the picture is missing
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -123,7 +123,10 @@ def run(ctx: Context) -> None:
     ctx.raw[NAME] = {"levels": levels, "delay": DELAY, "wall": wall,
                      "latency_summary": {m: {n: (summarize(lat[m][n]).as_dict() if lat[m][n] else None)
                                              for n in levels} for m in MODELS}}
-    plot(ctx, levels, wall, lat)
+    try:
+        plot(ctx, levels, wall, lat)
+    except ImportError:
+        ctx.note(NAME, "models.png not drawn: matplotlib missing (pip install -e '.[bench]').")
     ctx.note(NAME, f"Handler: {DELAY * 1000:.0f} ms then `done\\n` (exec: `python -S -c` sleeping, so each "
                    "connection also pays an interpreter start). All N clients are released together by a "
                    f"barrier (threads in the bench process); {runs} runs per model, models alternated; unpinned.")
