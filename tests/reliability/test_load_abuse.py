@@ -172,11 +172,12 @@ def test_flood_beyond_per_source_and_max_connections(daemon: object) -> None:
             assert len(refused) == len(socks) - 10
             # the legitimate client from another source is served at once
             assert _legit_latency(fuzz.probe_echo_tcp, address) < MAX_LATENCY
-            # max_connections: 6 more sources fill the service to 60 ...
-            for i in range(3, 9):
-                for _ in range(10):
-                    socks.append(_connect_from(f"127.0.0.{i}", address))
+            # max_connections (60): with the attacker's 10 still open, 5 more sources
+            # fill the service; the 6th source's connections are refused, however polite
+            more = [_connect_from(f"127.0.0.{i}", address) for i in range(3, 9) for _ in range(10)]
+            socks += more
             time.sleep(0.3)
+            assert sum(_served(s) for s in more) == 50
             over = _connect_from("127.0.0.9", address)
             socks.append(over)
             assert _refused(over)
@@ -258,17 +259,18 @@ def test_silent_connections_time_out(daemon: object) -> None:
     """Connections that never send are closed by the idle timeout (2 s here)."""
     address = _address(daemon, "chat")
     with _measured(daemon):
+        started = time.monotonic()
         socks = [_connect_from(ATTACKER, address, timeout=6.0) for _ in range(20)]
         try:
-            started = time.monotonic()
             for s in socks:
                 try:
-                    assert s.recv(4096, socket.MSG_PEEK) is not None
-                    while s.recv(4096):
+                    while s.recv(4096):  # a TimeoutError here fails the test: never closed
                         pass
                 except ConnectionResetError:
                     pass
-            assert time.monotonic() - started < 6.0
+            elapsed = time.monotonic() - started
+            # closed by the 2 s idle timeout: not at once (that would be a refusal), not never
+            assert 1.5 <= elapsed < 6.0, elapsed
         finally:
             for s in socks:
                 s.close()
