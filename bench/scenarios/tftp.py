@@ -167,7 +167,7 @@ def run(ctx: Context) -> None:
     if not service_available("tftp"):
         raise NotAvailable("service missing (inetkit.services.tftp)")
     size = ctx.pick(4, 48) * MIB
-    runs = ctx.runs(2, 3)
+    runs = ctx.runs(2, 5)
     work = Path(tempfile.mkdtemp(prefix="inetkit-bench-tftp-"))
     root = work / "root"
     root.mkdir()
