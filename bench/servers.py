@@ -20,8 +20,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Server, free_port, popen, stop_process, wait_port
 from bench.peers import require
+from bench.procs import Server, free_port, popen, stop_process, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 20.0

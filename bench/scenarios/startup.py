@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import Context, alternate, say
+from bench.harness import Context, alternate
 from bench.procs import stop_process
 from bench.servers import REPO, bytecode_env, read_ready
 from bench.stats import fmt_number

@@ -35,7 +35,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
-from bench.harness import Context, alternate, say
+from bench.harness import Context, alternate
 from bench.peers import PeerMissing, require
 from bench.procs import ALL_CPUS, Server, free_port, popen, set_affinity, stop_process
 from bench.scenarios import NotAvailable, service_available
