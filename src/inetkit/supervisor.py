@@ -325,6 +325,7 @@ class Supervisor:
         if self.stopping:
             return {"ok": False, "error": "the daemon is stopping"}
         if self.loader is None:
+            log.warning("reload requested, but this daemon has no config file to read again")
             return {"ok": False, "error": "this daemon has no config source to reload"}
         try:
             new_config = self.loader()
