@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from inetkit.io.udp_batch import CMSG_SIZE, RECV_SIZE, BatchSender, enable_gro, split_gro
 from inetkit.proto.tftp import netascii
 from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import DEFAULT_TIMEOUT, Settings, request_options
@@ -85,8 +86,12 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progr
     server_host = server[0]
     clock = time.monotonic
     recvfrom = sock.recvfrom
+    recvmsg = sock.recvmsg
     raw_sendto = sock.sendto
     setsockopt = sock.setsockopt
+    batch = BatchSender(sock)
+    # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
+    gro = isinstance(session, Receiver) and enable_gro(sock)
 
     def sendto(datagram: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
         try:
@@ -113,7 +118,11 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progr
             current = max(0.0005, wait)
             setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(current))
         try:
-            data, addr = recvfrom(session.blksize + 5 if session.blksize >= 1019 else 1024)
+            if gro:
+                data, ancillary, _flags, addr = recvmsg(RECV_SIZE, CMSG_SIZE)
+            else:
+                ancillary = None
+                data, addr = recvfrom(session.blksize + 5 if session.blksize >= 1019 else 1024)
         except (BlockingIOError, InterruptedError, TimeoutError):
             continue  # SO_RCVTIMEO expired: the loop checks the deadline
         except ConnectionRefusedError:
@@ -126,8 +135,18 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progr
             sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
             continue
         now = clock()
-        for datagram in session.receive(data, now):
-            sendto(datagram, peer)
+        if ancillary:
+            for piece in split_gro(data, ancillary):
+                for datagram in session.receive(piece, now):
+                    sendto(datagram, peer)
+                if session.finished:
+                    break
+        else:
+            out = session.receive(data, now)
+            if len(out) == 1:
+                sendto(out[0], peer)
+            elif out:
+                batch.send(out, peer)
         if progress is not None and now - last_report >= 0.1:
             last_report = now
             progress(session.bytes, session.expected_size)

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from inetkit.errors import RemoteProtocolError
+from inetkit.io.udp_batch import CMSG_SIZE, RECV_SIZE, BatchSender, enable_gro, split_gro
 from inetkit.proto.tftp import netascii
 from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import Limits, TsizeTooLarge, negotiate
@@ -177,7 +178,10 @@ class _Transfer:
     def attach(self, sock: socket.socket) -> None:
         """Start the transfer on its freshly bound, non-blocking socket."""
         self.sock = sock
-        self.loop.add_reader(sock.fileno(), self._readable)
+        self._batch = BatchSender(sock)
+        # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
+        self._gro = isinstance(self.session, Receiver) and enable_gro(sock)
+        self.loop.add_reader(sock.fileno(), self._readable_gro if self._gro else self._readable)
         now = time.monotonic()
         self._send(self.session.start(now))
         self._after(now)
@@ -199,23 +203,55 @@ class _Transfer:
                 if not is_reflection_risk(addr[:2]):
                     self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
                 continue
+            self._handle(data, time.monotonic())
+            if session.finished:
+                break
+        self._after(time.monotonic())
+
+    def _readable_gro(self) -> None:
+        """Like ``_readable`` for a receiver whose socket coalesces (UDP GRO)."""
+        sock = self.sock
+        if sock is None:
+            return
+        session = self.session
+        for _ in range(self._drain):
+            try:
+                data, ancillary, _flags, addr = sock.recvmsg(RECV_SIZE, CMSG_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            if addr != self.peer:
+                if not is_reflection_risk(addr[:2]):
+                    self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
+                continue
             now = time.monotonic()
-            out = session.receive(data, now)
-            if self.upload is not None and not self.upload.done:
-                if session.complete:
-                    out = self._commit(out)
-                elif session.finished:
-                    self.upload.discard()  # before the ERROR goes out: nothing is left behind
-            for datagram in out:
+            for datagram in split_gro(data, ancillary) if ancillary else (data,):
+                self._handle(datagram, now)
+                if session.finished:
+                    break
+            if session.finished:
+                break
+        self._after(time.monotonic())
+
+    def _handle(self, data: bytes, now: float) -> None:
+        session = self.session
+        out = session.receive(data, now)
+        if self.upload is not None and not self.upload.done:
+            if session.complete:
+                out = self._commit(out)
+            elif session.finished:
+                self.upload.discard()  # before the ERROR goes out: nothing is left behind
+        if out:
+            if len(out) == 1:
                 try:
-                    sock.sendto(datagram, peer)
+                    self.sock.sendto(out[0], self.peer)  # type: ignore[union-attr]
                 except (BlockingIOError, InterruptedError):
                     self.dropped += 1
                 except OSError:
                     pass
-            if session.finished:
-                break
-        self._after(time.monotonic())
+            else:
+                self.dropped += self._batch.send(out, self.peer)
 
     # -- internals -----------------------------------------------------------------------
     def _sendto(self, datagram: bytes, addr: Any) -> None:
@@ -229,8 +265,8 @@ class _Transfer:
             pass
 
     def _send(self, out: list[bytes]) -> None:
-        for datagram in out:
-            self._sendto(datagram, self.peer)
+        if self.sock is not None:
+            self.dropped += self._batch.send(out, self.peer)
 
     def _commit(self, out: list[bytes]) -> list[bytes]:
         assert self.upload is not None

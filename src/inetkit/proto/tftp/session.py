@@ -54,7 +54,7 @@ _DATA = P.DATA
 _ACK = P.ACK
 
 #: default floor and ceiling of the adaptive retransmission timeout
-MIN_RTO = 0.002
+MIN_RTO = 0.005
 MAX_RTO = 4.0
 
 

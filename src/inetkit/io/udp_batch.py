@@ -1,0 +1,109 @@
+"""Batched UDP I/O for windowed transfers (TFTP windowsize): Linux UDP GSO/GRO.
+
+A TFTP window is a run of datagrams of the same length (only the last block
+of a file may be shorter).  With ``UDP_SEGMENT`` (GSO, Linux >= 4.18) the
+whole run leaves in one ``sendmsg``: the kernel cuts it into datagrams of
+the given size, so the peer sees ordinary datagrams, whatever it runs.
+With ``UDP_GRO`` (Linux >= 5.0) a receiving socket may get such a run back
+in one ``recvmsg`` together with the segment size, and splits it here.
+Either falls back to one syscall per datagram when the kernel says no, and
+``INETKIT_NO_GSO=1`` in the environment turns both off (for comparisons).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import sys
+from typing import Any
+
+SOL_UDP = 17
+UDP_SEGMENT = 103
+UDP_GRO = 104
+#: the kernel limits one GSO send to 64 segments and a 64 KiB datagram
+MAX_SEGMENTS = 64
+MAX_GSO_BYTES = 65000
+_CMSG_SPACE = socket.CMSG_SPACE(4) if hasattr(socket, "CMSG_SPACE") else 0
+_DISABLED = os.environ.get("INETKIT_NO_GSO", "") not in ("", "0")
+_GIVE_UP = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EIO, errno.EMSGSIZE}
+
+
+class BatchSender:
+    """``send(datagrams, addr)``: one GSO ``sendmsg`` per run of equal-sized
+    datagrams, else ``sendto`` each.  Returns how many were dropped because
+    the socket buffer was full (like a loss on the wire)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.gso = sys.platform.startswith("linux") and hasattr(sock, "sendmsg") and not _DISABLED
+
+    def send(self, datagrams: list[bytes], addr: Any) -> int:
+        if len(datagrams) < 2 or not self.gso:
+            return self._each(datagrams, addr)
+        dropped = 0
+        i, n = 0, len(datagrams)
+        while i < n:
+            size = len(datagrams[i])
+            limit = min(MAX_SEGMENTS, MAX_GSO_BYTES // max(1, size))
+            j = i + 1
+            while j < n and j - i < limit and len(datagrams[j]) == size:
+                j += 1
+            if j < n and j - i < limit and len(datagrams[j]) < size:
+                j += 1  # a shorter last segment is allowed
+            if j - i == 1 or not self.gso:
+                dropped += self._each(datagrams[i:j], addr)
+            else:
+                dropped += self._gso(datagrams[i:j], size, addr)
+            i = j
+        return dropped
+
+    def _gso(self, run: list[bytes], size: int, addr: Any) -> int:
+        try:
+            self.sock.sendmsg([b"".join(run)], [(SOL_UDP, UDP_SEGMENT, struct.pack("H", size))], 0, addr)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            return len(run)
+        except OSError as exc:
+            if exc.errno in _GIVE_UP:
+                self.gso = False  # this kernel or route cannot: plain datagrams from now on
+                return self._each(run, addr)
+            return 0
+        return 0
+
+    def _each(self, datagrams: list[bytes], addr: Any) -> int:
+        dropped = 0
+        sendto = self.sock.sendto
+        for datagram in datagrams:
+            try:
+                sendto(datagram, addr)
+            except (BlockingIOError, InterruptedError, TimeoutError):
+                dropped += 1
+            except OSError:
+                pass
+        return dropped
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Ask for coalesced receives; False when unsupported."""
+    if not sys.platform.startswith("linux") or _DISABLED:
+        return False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def split_gro(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> list[bytes]:
+    """The datagrams of one ``recvmsg`` result (several when GRO coalesced them)."""
+    for level, kind, value in ancillary:
+        if level == SOL_UDP and kind == UDP_GRO and len(value) >= 2:
+            size = int.from_bytes(value[:2], sys.byteorder) if len(value) < 4 else struct.unpack("i", value[:4])[0]
+            if 0 < size < len(data):
+                return [data[k:k + size] for k in range(0, len(data), size)]
+    return [data]
+
+
+RECV_SIZE = 65536
+CMSG_SIZE = _CMSG_SPACE
