@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         code = EXIT_TIMEOUT if not exc.remote and "timed out" in str(exc) else EXIT_FAILURE
         return fail(f"tftp {args.action} {remote}: {exc}", code)
     except OSError as exc:
-        if isinstance(exc, (ConnectionRefusedError, socket_gaierror())):
+        import socket
+
+        if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):
             return fail(f"tftp {args.action}: cannot reach {host}:{port}: {exc}", EXIT_UNAVAILABLE)
         return fail(f"tftp {args.action} {remote}: {exc.strerror or exc}")
     if args.verbose:
@@ -95,12 +97,6 @@ def run(args: argparse.Namespace) -> int:
               f"({result.rate / 1048576:.1f} MiB/s), blksize {result.blksize}, windowsize {result.windowsize}, "
               f"{granted}, {result.retransmissions} retransmissions", file=sys.stderr)
     return 0
-
-
-def socket_gaierror() -> type:
-    import socket
-
-    return socket.gaierror
 
 
 class _progress:
