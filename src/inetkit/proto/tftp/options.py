@@ -66,7 +66,8 @@ class TsizeTooLarge(RemoteProtocolError):
 def _int(text: str) -> int | None:
     text = text.strip()
     # isascii(): str.isdigit() is also true for "²" or "١", which int() refuses
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+    # 20 digits: any 64-bit size (a 1 TB file has 13; the server must accept what it sends)
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
         return None
     return int(text)
 
