@@ -248,3 +248,28 @@ def test_a_service_renamed_on_its_fixed_port_takes_over_the_listener(tmp_path: P
             assert recv_exactly(held, 1) == b"c"
         finally:
             held.close()
+
+
+def test_reload_rereads_an_inetd_conf(tmp_path: Path) -> None:
+    control = tmp_path / "ctl.sock"
+    conf = tmp_path / "inetd.conf"
+    conf.write_text("0 stream tcp nowait root /bin/cat cat\n")
+    with running_daemon("--inetd-conf", str(conf), "--control", str(control)) as daemon:
+        held = connect(("127.0.0.1", daemon.port("port0")))
+        try:
+            held.sendall(b"before")
+            assert recv_exactly(held, 6) == b"before"
+            conf.write_text("# a comment line moves nothing\n0 stream tcp nowait root /bin/cat cat\n"
+                            "0 stream tcp nowait root /bin/echo echo hi\n")
+            os.kill(daemon.pid, signal.SIGHUP)
+            data = wait_generation(control, 1)
+            assert data["last_reload"]["ok"], data["last_reload"]
+            assert data["last_reload"]["unchanged"] == ["port0/tcp"]
+            assert data["last_reload"]["added"] == ["port0-2/tcp"]
+            added = next(s for s in data["services"] if s["name"] == "port0-2")
+            with connect(("127.0.0.1", added["port"])) as s:
+                assert s.recv(10) == b"hi\n"
+            held.sendall(b"after")
+            assert recv_exactly(held, 5) == b"after"
+        finally:
+            held.close()
