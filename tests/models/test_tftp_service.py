@@ -297,3 +297,11 @@ def test_default_root_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         TftpService({"root": str(tmp_path / "missing")}).prepare_root()
     with pytest.raises(ConfigError):
         TftpService({"max_blksize": 7})
+
+
+def test_spin_option_lock_step(root: Path, tmp_path: Path) -> None:
+    data = data_of(200_000, 3)
+    (root / "s.bin").write_bytes(data)
+    with running_service("tftp", proto="udp", options={"root": str(root), "spin_us": 100}) as svc:
+        get_file(*svc.address, "s.bin", str(tmp_path / "s.bin"))
+    assert (tmp_path / "s.bin").read_bytes() == data
