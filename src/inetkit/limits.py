@@ -14,7 +14,8 @@ model all share one implementation.
 - ``RefusalLog``: decides which refusals are worth a log line: the first of a
   burst for a (source, reason) pair, then silence until that source has been
   quiet for ``quiet`` seconds, when the next refusal opens a new burst and its
-  line reports how many were suppressed.  A flood therefore costs a few log
+  line reports how many were suppressed (a burst that never ends gets a line
+  with its count every ``repeat`` seconds).  A flood therefore costs a few log
   lines, not one per packet.
 """
 
@@ -117,31 +118,38 @@ class ConcurrencyLimiter:
 @dataclass
 class _Burst:
     last: float
+    logged: float
     suppressed: int = 0
 
 
 class RefusalLog:
     """Which refusals to log: one line per burst per (source, reason)."""
 
-    def __init__(self, quiet: float = 10.0, max_keys: int = 4096) -> None:
+    def __init__(self, quiet: float = 10.0, max_keys: int = 4096, repeat: float = 60.0) -> None:
         self.quiet = quiet
+        #: a burst that never ends still gets a line this often, with its count
+        self.repeat = repeat
         self.max_keys = max_keys
         self._bursts: dict[tuple[str, str], _Burst] = {}
 
     def refused(self, source: str, reason: str, now: float) -> int | None:
         """Record one refusal.  Returns None to stay silent, or (when this
-        refusal opens a new burst and deserves a log line) how many refusals
-        of the previous burst of this (source, reason) went unlogged."""
+        refusal deserves a log line: it opens a new burst, or the burst has
+        gone on for ``repeat`` seconds since its last line) how many refusals
+        of this (source, reason) went unlogged since the last line."""
         key = (source, reason)
         burst = self._bursts.get(key)
         if burst is not None and now - burst.last < self.quiet:
             burst.last = now
-            burst.suppressed += 1
-            return None
+            if now - burst.logged < self.repeat:
+                burst.suppressed += 1
+                return None
+            previous, burst.suppressed, burst.logged = burst.suppressed, 0, now
+            return previous
         previous = burst.suppressed if burst is not None else 0
         if burst is None and len(self._bursts) >= self.max_keys:
             self._expire(now)
-        self._bursts[key] = _Burst(now)
+        self._bursts[key] = _Burst(now, now)
         return previous
 
     def _expire(self, now: float) -> None:

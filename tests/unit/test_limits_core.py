@@ -87,3 +87,11 @@ def test_refusal_log_memory_is_bounded() -> None:
     for i in range(500):
         log.refused(f"s{i}", "rate", float(i) * 0.01)
     assert len(log._bursts) <= 50
+
+
+def test_an_endless_burst_is_summarised_every_repeat_seconds() -> None:
+    log = RefusalLog(quiet=10.0, repeat=60.0)
+    assert log.refused("a", "rate", 0.0) == 0
+    lines = [t for t in range(1, 200) if log.refused("a", "rate", float(t)) is not None]
+    assert lines == [60, 120, 180]  # one line a minute while it lasts
+    assert log.suppressed("a", "rate") == 19  # 181..199 since the last line

@@ -143,7 +143,7 @@ class ServiceRuntime:
         kind = reason.split(" (", 1)[0]
         previous = self.refusals.refused(host, kind, now)
         if previous is not None:
-            more = f"; {previous} more refused in its previous burst" if previous else ""
+            more = f"; {previous} more refused since its last line" if previous else ""
             self.ctx.log.warning("%s: refused %s: %s (logged once per burst%s)",
                                  self.config.name, peer_text, reason, more)
 
