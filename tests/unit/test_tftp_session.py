@@ -62,7 +62,11 @@ def test_window_resends_only_from_first_unacked() -> None:
     assert blocks(s.receive(ack(2), 0.01)) == [3, 4, 5, 6]
     assert s.receive(ack(2), 0.011) == []  # duplicate gap ACK: ignored
     assert blocks(s.receive(ack(6), 0.02)) == [7, 8, 9, 10]
-    # timeout: resend from the first unacknowledged block only
+    # first a tail-loss probe after two round trips: the window's last block only
+    probe_at = s.next_deadline() or 0
+    assert probe_at < 0.02 + s.rto
+    assert blocks(s.on_timer(probe_at)) == [10]
+    # then the timeout: resend from the first unacknowledged block only
     assert blocks(s.on_timer(s.next_deadline() or 0)) == [7, 8, 9, 10]
     assert s.receive(ack(5), 0.5) == []  # old ACK below the window: ignored
     assert blocks(s.receive(ack(10), 0.6)) == [11]  # block 11 is the final (empty) one

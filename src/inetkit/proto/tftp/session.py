@@ -56,6 +56,10 @@ _ACK = P.ACK
 #: default floor and ceiling of the adaptive retransmission timeout
 MIN_RTO = 0.005
 MAX_RTO = 4.0
+#: floor of the tail-loss probe timeout
+MIN_PTO = 0.001
+#: a receiver answers duplicate DATA at most this often (one answer per burst)
+REACK_GAP = 0.0005
 
 
 class BlockSource(Protocol):
@@ -230,7 +234,8 @@ class Sender(_Session):
         self.sent_max = 0
         #: index of the last block, once a short block was read
         self.last_index: int | None = None
-        self._cache: dict[int, bytes] = {}
+        self._tlp = False  # the current deadline is a tail-loss probe, not the RTO
+        self._rto_at = 0.0
         self._probe = 0  # block whose ACK gives an RTT sample (0: none)
         self._probe_at = 0.0
         self._started = False  # DATA phase begun
@@ -248,15 +253,11 @@ class Sender(_Session):
         return out
 
     def _payload(self, index: int) -> bytes:
-        payload = self._cache.get(index)
-        if payload is None:
-            payload = self._block(index)
-            if len(payload) < self.blksize:
-                self.last_index = index
-            elif len(payload) > self.blksize:
-                raise LocalProtocolError(f"block source gave {len(payload)} bytes for blksize {self.blksize}")
-            if self.windowsize > 1:
-                self._cache[index] = payload
+        payload = self._block(index)
+        if len(payload) < self.blksize:
+            self.last_index = index
+        elif len(payload) > self.blksize:
+            raise LocalProtocolError(f"block source gave {len(payload)} bytes for blksize {self.blksize}")
         return payload
 
     def _send_window(self, now: float) -> list[bytes]:
@@ -284,10 +285,32 @@ class Sender(_Session):
             if not self._probe:
                 self._probe, self._probe_at = last, now
             self.sent_max = last
-        self.deadline = now + self.rto
+        self._rto_at = now + self.rto
+        if self.windowsize > 1 and self.srtt is not None:
+            # tail-loss probe (in the spirit of RFC 8985): when the window's last
+            # block or its ACK is lost, the receiver has nothing to answer; resend
+            # that one block after two round trips instead of waiting a full RTO
+            pto = max(MIN_PTO, 2 * self.srtt)
+            if pto < self.rto:
+                self._tlp = True
+                self.deadline = now + pto
+                return out
+        self._tlp = False
+        self.deadline = self._rto_at
         return out
 
     def _expired(self, now: float) -> list[bytes]:
+        if self._tlp and self._started:
+            self._tlp = False
+            self.deadline = max(self._rto_at, now + MIN_PTO)
+            if self._probe == self.sent_max:
+                self._probe = 0  # Karn: that block is being sent twice
+            try:
+                return [_HH.pack(_DATA, self.sent_max & 0xFFFF) + self._payload(self.sent_max)]
+            except Abort as exc:
+                return self.abort(exc.code, exc.message)
+            except OSError as exc:
+                return self.abort(P.ERR_UNDEFINED, f"read error: {exc.strerror or exc}")
         if not self._backoff(now):
             return self._timed_out()
         self._probe = 0  # Karn: no sample from a retransmitted window
@@ -389,9 +412,6 @@ class Sender(_Session):
             self.retries = 0
             self._restore_rto()
         self.last_progress = now
-        if self._cache:
-            for i in range(acked_before + 1, acked + 1):
-                self._cache.pop(i, None)
         self._release(self.base)
         if acked == self.last_index:
             self.complete = True
@@ -409,10 +429,7 @@ class Sender(_Session):
     @property
     def _last_len(self) -> int:
         assert self.last_index is not None
-        payload = self._cache.get(self.last_index)
-        if payload is None:
-            payload = self._block(self.last_index)
-        return len(payload)
+        return len(self._block(self.last_index))
 
 
 class Receiver(_Session):
@@ -570,7 +587,7 @@ class Receiver(_Session):
             return []
         if delta >= 0x8000:
             # an old block: the sender missed our ACK (or the network duplicated it)
-            if now - self._last_ack_at >= self.rto / 4 or self._dallying:
+            if now - self._last_ack_at >= min(self.rto / 4, REACK_GAP) or self._dallying:
                 self._ack_fresh = False
                 return self._reack(now)
             return []
