@@ -27,11 +27,15 @@ Behaviour worth knowing:
   consecutive expiries.
 - **No Sorcerer's Apprentice** (RFC 1123 section 4.2.3.1): a sender ignores
   duplicate ACKs; it only retransmits when its timer expires.  A receiver
-  answers old (duplicate) DATA with its last ACK, at most once per quarter
-  RTO, so duplicates cannot multiply.
+  answers old (duplicate) DATA with its last ACK, at most once per
+  ``REACK_GAP`` (a burst of duplicates gets one answer), so duplicates
+  cannot multiply.
 - **Windows** (RFC 7440): the sender sends ``windowsize`` blocks, then waits.
   An ACK for a block inside the window (the receiver saw a gap) makes it
-  resend from the first unacknowledged block only.  The receiver ACKs after
+  resend from the first unacknowledged block only; two round trips after a
+  window without an answer it resends the window's last block alone (a
+  tail-loss probe: a lost last block or ACK then costs an RTT, not an RTO).
+  The receiver ACKs after
   ``windowsize`` in-order blocks since its last ACK, on the final block,
   and once per gap.
 - **Dally**: after the final ACK a server receiver keeps answering
