@@ -201,3 +201,32 @@ def test_malformed_packet_from_peer_gets_error_not_exception() -> None:
     out = s.receive(b"\x00\x09junk", 0.01)
     assert P.decode(out[0]).code == P.ERR_ILLEGAL  # type: ignore[union-attr]
     assert s.finished and not s.complete
+
+
+def test_netascii_source_releases_acknowledged_blocks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from inetkit.proto.tftp import netascii
+    from inetkit.proto.tftp.sources import NetasciiSource
+
+    text = b"line\n" * 5000
+    path = tmp_path / "t.txt"
+    path.write_bytes(text)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for windowsize in (1, 4):
+            source = NetasciiSource(fd, 64)
+            s = Sender(source, Settings(blksize=64, windowsize=windowsize), 0.0)
+            got = bytearray()
+            r = Receiver(got.extend, Settings(blksize=64, windowsize=windowsize), 0.0)
+            r.start(0.0)
+            wire, t, peak = s.start(0.0), 0.0, 0
+            while not s.finished:
+                t += 0.0001
+                replies = [a for d in wire for a in r.receive(d, t)]
+                wire = [d for a in replies for d in s.receive(a, t)]
+                peak = max(peak, len(source._blocks))
+            assert bytes(got) == netascii.encode(text)
+            assert peak <= windowsize + 2  # acknowledged blocks are dropped, not hoarded
+    finally:
+        os.close(fd)

@@ -389,6 +389,7 @@ class Sender(_Session):
             self.last_progress = now
             index = base + 1
             self.base = self.sent_max = index
+            self._release(index)
             try:
                 payload = self._block(index)
             except Abort as exc:
