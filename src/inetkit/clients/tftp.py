@@ -217,9 +217,10 @@ def _transfer(
 def download(
     host: str, port: int, remote: str, write: Callable[[bytes], object], *, mode: str = "octet",
     blksize: int | None = None, windowsize: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-    tsize: bool = True, progress: Progress | None = None,
+    tsize: bool = True, progress: Progress | None = None, give_up: float | None = None,
 ) -> TransferResult:
-    """RRQ ``remote``; every payload (decoded when netascii) goes to ``write``."""
+    """RRQ ``remote``; every payload (decoded when netascii) goes to ``write``.
+    ``give_up``: seconds without progress before failing (default 5, or 5 timeouts)."""
     options = request_options(blksize=blksize, windowsize=windowsize,
                               timeout=_option_timeout(timeout), tsize=0 if tsize else None)
 
@@ -231,7 +232,7 @@ def download(
 
             def sink(payload: bytes) -> None:
                 write(decoder.feed(payload))
-        return Receiver(sink, settings, time.monotonic(), request=request, requested=opts)
+        return Receiver(sink, settings, time.monotonic(), request=request, requested=opts, give_up=give_up)
 
     holder: dict[str, netascii.Decoder] = {}
     result = _transfer(host, port, make, P.RRQ, remote, mode, options, timeout, progress)
@@ -245,9 +246,9 @@ def download(
 def upload(
     host: str, port: int, fd: int, remote: str, *, mode: str = "octet",
     blksize: int | None = None, windowsize: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-    tsize: bool = True, progress: Progress | None = None,
+    tsize: bool = True, progress: Progress | None = None, give_up: float | None = None,
 ) -> TransferResult:
-    """WRQ ``remote`` with the contents of the open descriptor ``fd``."""
+    """WRQ ``remote`` with the contents of the open descriptor ``fd`` (``give_up`` as in download)."""
     size: int | None = None
     if tsize:
         size = netascii_size(fd) if mode == "netascii" else os.fstat(fd).st_size
@@ -270,7 +271,7 @@ def upload(
                 if src is not None:
                     src.release(below)  # type: ignore[attr-defined]
 
-        session = Sender(_Lazy(), settings, time.monotonic(), request=request, requested=opts)
+        session = Sender(_Lazy(), settings, time.monotonic(), request=request, requested=opts, give_up=give_up)
         if size is not None:
             session.expected_size = size
         return session
