@@ -11,7 +11,7 @@ from inetkit.testing.running import running_service, stop_process
 
 
 def inetkit(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "inetkit.cli.main", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "inetkit.cli.main", *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_get_put_quiet_when_piped(tmp_path: Path) -> None:

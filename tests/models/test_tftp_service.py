@@ -7,15 +7,15 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from inetkit.clients.tftp import TftpError, get_file, put_file
 from inetkit.errors import ConfigError
 from inetkit.proto.tftp import packets as P
-from inetkit.services.tftp import TftpService, resolve_path
+from inetkit.services.tftp import Refused, TftpService, resolve_path
 from inetkit.testing.lossy import Impairment, LossyRelay
 from inetkit.testing.running import running_service
 
@@ -112,8 +112,7 @@ def test_rollover_file_over_32_mib_at_blksize_512(server: tuple[str, int], root:
     # 65536 blocks of 512 bytes = 32 MiB; the block number wraps to 0 past 65535
     chunk = os.urandom(1 << 20)
     with open(root / "big.bin", "wb") as f:
-        for i in range(33):
-            f.write(chunk[i:] + chunk[:i])
+        f.writelines(chunk[i:] + chunk[:i] for i in range(33))
         f.write(b"tail")
     out = tmp_path / "big.bin"
     result = get_file(*server, "big.bin", str(out), blksize=512, windowsize=64)
@@ -285,7 +284,7 @@ def test_resolve_path_confinement(tmp_path: Path) -> None:
     root = os.path.realpath(tmp_path)
     assert resolve_path(root, "a/b") == os.path.join(root, "a", "b")
     for bad in ("/etc/passwd", "..", "a/../../x", "a\\..\\..\\x", "C:\\x", ""):
-        with pytest.raises(Exception):
+        with pytest.raises(Refused):
             resolve_path(root, bad)
 
 

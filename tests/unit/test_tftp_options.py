@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from inetkit.errors import RemoteProtocolError
-from inetkit.proto.tftp.options import Limits, Settings, TsizeTooLarge, accept_oack, negotiate, request_options
+from inetkit.proto.tftp.options import (
+    Limits,
+    Settings,
+    TsizeTooLarge,
+    accept_oack,
+    negotiate,
+    request_options,
+)
 
 
 def test_no_options_means_no_oack() -> None:

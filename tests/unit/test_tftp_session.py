@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import Settings
 from inetkit.proto.tftp.session import Abort, Receiver, Sender
@@ -107,7 +109,7 @@ def test_retransmission_backs_off_and_gives_up() -> None:
     out = s.on_timer(s.next_deadline() or 0)
     assert P.decode(out[0]) == P.Error(0, "transfer timed out")
     assert s.finished and not s.complete and s.failure is not None
-    gaps = [b - a for a, b in zip(deadlines, deadlines[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(deadlines)]
     assert gaps[1] > gaps[0]  # exponential backoff
 
 

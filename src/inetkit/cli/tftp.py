@@ -15,7 +15,13 @@ import argparse
 import os
 import sys
 
-from inetkit.cli.common import EXIT_FAILURE, EXIT_TIMEOUT, EXIT_UNAVAILABLE, EXIT_USAGE, fail
+from inetkit.cli.common import (
+    EXIT_FAILURE,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    fail,
+)
 
 DEFAULT_PORT = 69
 
@@ -61,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--windowsize must be 1..65535, not {args.windowsize}", EXIT_USAGE)
     if not 0 < args.timeout <= 255:
         return fail(f"--timeout must be in (0, 255] seconds, not {args.timeout}", EXIT_USAGE)
-    kwargs = dict(mode=args.mode, blksize=args.blksize, windowsize=args.windowsize,
-                  timeout=args.timeout, tsize=not args.no_tsize)
+    kwargs = {"mode": args.mode, "blksize": args.blksize, "windowsize": args.windowsize,
+              "timeout": args.timeout, "tsize": not args.no_tsize}
     if args.action == "get":
         remote = args.remote
         local = args.local or os.path.basename(remote.replace("\\", "/")) or "download"
@@ -111,8 +117,14 @@ class _progress:
     def __enter__(self):  # type: ignore[no-untyped-def]
         if not self.show:
             return None
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                              TransferSpeedColumn(), TimeRemainingColumn(), transient=False,

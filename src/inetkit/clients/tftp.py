@@ -22,10 +22,16 @@ import socket
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from inetkit.io.udp_batch import CMSG_SIZE, RECV_SIZE, BatchSender, enable_gro, split_gro
+from inetkit.io.udp_batch import (
+    CMSG_SIZE,
+    RECV_SIZE,
+    BatchSender,
+    enable_gro,
+    split_gro,
+)
 from inetkit.proto.tftp import netascii
 from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import DEFAULT_TIMEOUT, Settings, request_options

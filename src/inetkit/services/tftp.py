@@ -37,11 +37,18 @@ import secrets
 import socket
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, ClassVar
 
 from inetkit.errors import RemoteProtocolError
-from inetkit.io.udp_batch import CMSG_SIZE, RECV_SIZE, BatchSender, enable_gro, split_gro
+from inetkit.io.udp_batch import (
+    CMSG_SIZE,
+    RECV_SIZE,
+    BatchSender,
+    enable_gro,
+    split_gro,
+)
 from inetkit.proto.tftp import netascii
 from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import Limits, TsizeTooLarge, negotiate
@@ -362,7 +369,7 @@ class _Listener(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
             self.service._request(data, addr, self)
-        except Exception as exc:  # one bad request never stops the service
+        except Exception as exc:  # noqa: BLE001  # one bad request never stops the service
             self.service.ctx.log.warning("tftp: request from %s failed: %r", addr, exc)
             # and the client gets a clear error instead of retrying into a timeout
             self.reply_error(addr, P.ERR_UNDEFINED, "internal error handling the request")
@@ -387,7 +394,7 @@ class TftpService(Service):
     transports = frozenset({"udp"})
     udp_models = frozenset({"datagram"})
     udp_default_model = "datagram"
-    OPTIONS = {
+    OPTIONS: ClassVar[dict[str, Option]] = {
         "root": Option(str, "", help="directory served (empty: $XDG_DATA_HOME/inetkit/tftp, created on start)"),
         "allow_create": Option(bool, False, help="accept uploads (WRQ) of new files"),
         "allow_overwrite": Option(bool, False, help="let an upload replace an existing file"),

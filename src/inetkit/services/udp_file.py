@@ -30,8 +30,9 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, ClassVar
 
 from inetkit.services.base import ConnectionContext, Service, is_reflection_risk
 from inetkit.services.options import Option, non_negative, positive
@@ -59,7 +60,7 @@ class UdpFileService(Service):
     transports = frozenset({"udp"})
     tcp_models = frozenset()
     udp_models = frozenset({"datagram"})
-    OPTIONS = {
+    OPTIONS: ClassVar[dict[str, Option]] = {
         "directory": Option(str, "", help="where received files are stored as received_file-HOST-PORT "
                             "(empty: $XDG_DATA_HOME/inetkit/udp-file, else ~/.local/share/inetkit/udp-file)"),
         "max_size": Option(int, 1 << 30, help="largest file per sender in bytes (0: no limit)", check=non_negative),

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Union
 
 from inetkit.errors import LocalProtocolError, RemoteProtocolError
 
@@ -101,7 +100,7 @@ class OAck:
     options: dict[str, str] = field(default_factory=dict)
 
 
-Packet = Union[Request, Data, Ack, Error, OAck]
+Packet = Request | Data | Ack | Error | OAck
 
 
 # -- encoding ----------------------------------------------------------------------------

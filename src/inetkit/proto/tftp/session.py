@@ -46,8 +46,9 @@ Behaviour worth knowing:
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from inetkit.errors import LocalProtocolError, RemoteProtocolError
 from inetkit.proto.tftp import packets as P

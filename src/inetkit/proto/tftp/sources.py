@@ -17,7 +17,7 @@ from inetkit.proto.tftp import netascii
 class OctetSource:
     """Block ``i`` (1-based) is bytes ``(i-1)*blksize .. i*blksize`` of the file."""
 
-    __slots__ = ("fd", "blksize")
+    __slots__ = ("blksize", "fd")
 
     def __init__(self, fd: int, blksize: int) -> None:
         self.fd = fd
