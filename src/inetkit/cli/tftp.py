@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from inetkit.cli.common import (
     EXIT_FAILURE,
@@ -111,10 +113,10 @@ class _progress:
     def __init__(self, label: str, show: bool) -> None:
         self.label = label
         self.show = show
-        self._bar = None
-        self._task = None
+        self._bar: Any = None
+        self._task: Any = None
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[int, int | None], None] | None:
         if not self.show:
             return None
         from rich.progress import (
@@ -133,7 +135,7 @@ class _progress:
         self._task = self._bar.add_task(self.label, total=None)
 
         def update(done: int, total: int | None) -> None:
-            self._bar.update(self._task, completed=done, total=total)  # type: ignore[union-attr]
+            self._bar.update(self._task, completed=done, total=total)
 
         return update
 
@@ -142,7 +144,7 @@ class _progress:
             self._bar.stop()
 
 
-def _stderr_console():  # type: ignore[no-untyped-def]
+def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)

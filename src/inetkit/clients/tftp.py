@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from inetkit.io.udp_batch import (
     CMSG_SIZE,
@@ -69,7 +70,7 @@ class TransferResult:
         return self.bytes / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def _resolve(host: str, port: int) -> tuple[int, tuple]:  # type: ignore[type-arg]
+def _resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     if not infos:
         raise TftpError(f"cannot resolve {host!r}")
@@ -82,7 +83,7 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
 
-def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progress: Progress | None) -> None:  # type: ignore[type-arg]
+def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, ...], progress: Progress | None) -> None:
     """Run ``session`` to its end over ``sock``; raises TftpError on failure.
 
     The socket is blocking with SO_RCVTIMEO as its timeout: one recvfrom
@@ -99,7 +100,7 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple, progr
     # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
     gro = isinstance(session, Receiver) and enable_gro(sock)
 
-    def sendto(datagram: bytes, addr: tuple) -> None:  # type: ignore[type-arg]
+    def sendto(datagram: bytes, addr: tuple[Any, ...]) -> None:
         try:
             raw_sendto(datagram, addr)
         except (BlockingIOError, InterruptedError, TimeoutError):

@@ -162,6 +162,10 @@ class _Session:
             return []
         return self._expired(now)
 
+    def _expired(self, now: float) -> list[bytes]:
+        """The deadline passed (each direction retransmits its own way)."""
+        raise NotImplementedError
+
     # -- shared helpers ------------------------------------------------------------------
     def _fail(self, failure: Failure) -> None:
         self.failure = failure
