@@ -188,7 +188,11 @@ class _Transfer:
         self._batch = BatchSender(sock)
         # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
         self._gro = isinstance(self.session, Receiver) and enable_gro(sock)
-        self.loop.add_reader(sock.fileno(), self._readable_gro if self._gro else self._readable)
+        if isinstance(self.session, Sender):
+            reader = self._readable_sender
+        else:
+            reader = self._readable_gro if self._gro else self._readable
+        self.loop.add_reader(sock.fileno(), reader)
         now = time.monotonic()
         self._send(self.session.start(now))
         self._after(now)
@@ -217,6 +221,48 @@ class _Transfer:
         if spin and not session.finished and len(self.service.transfers) == 1:
             self._spin(sock, spin)
         self._after(time.monotonic())
+
+    def _readable_sender(self) -> None:
+        """The RRQ hot path: one ACK in, the next DATA (or window) out, with as
+        little Python as possible between the two syscalls."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            data, addr = sock.recvfrom(1024)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # e.g. a queued ICMP error: the retry budget decides
+        peer = self.peer
+        if addr != peer:
+            if not is_reflection_risk(addr[:2]):
+                self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
+            return
+        now = time.monotonic()
+        session = self.session
+        out = session.receive(data, now)
+        if out:
+            if len(out) == 1:
+                try:
+                    sock.sendto(out[0], peer)
+                except (BlockingIOError, InterruptedError):
+                    self.dropped += 1
+                except OSError:
+                    pass
+            else:
+                self.dropped += self._batch.send(out, peer)
+        if session.finished:
+            self.close()
+            return
+        spin = self.service.spin
+        if spin and len(self.service.transfers) == 1:
+            self._spin(sock, spin)
+            self._after(time.monotonic())
+            return
+        due = session.deadline
+        if due is not None and (self._timer is None or due < self._timer_due - 0.0002):
+            self._after(now)
 
     def _spin(self, sock: socket.socket, spin: float) -> None:
         """Lock-step with a single transfer: poll the socket for a short while
