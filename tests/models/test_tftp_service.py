@@ -304,3 +304,15 @@ def test_spin_option_lock_step(root: Path, tmp_path: Path) -> None:
     with running_service("tftp", proto="udp", options={"root": str(root), "spin_us": 100}) as svc:
         get_file(*svc.address, "s.bin", str(tmp_path / "s.bin"))
     assert (tmp_path / "s.bin").read_bytes() == data
+
+
+def test_ipv6_loopback(root: Path, tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    data = data_of(5000, 6)
+    (root / "v6").write_bytes(data)
+    with running_service("tftp", proto="udp", bind="::1", options={"root": str(root), "allow_create": True}) as svc:
+        get_file("::1", svc.port, "v6", str(tmp_path / "v6"), blksize=1024, windowsize=4)
+        assert (tmp_path / "v6").read_bytes() == data
+        put_file("::1", svc.port, str(tmp_path / "v6"), "v6-up")
+    assert (root / "v6-up").read_bytes() == data
