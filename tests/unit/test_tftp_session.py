@@ -130,7 +130,8 @@ def test_receiver_dup_gap_and_final() -> None:
     r.start(0.0)
     assert r.receive(P.encode_data(1, b"aaaa"), 0.01) == []
     assert r.receive(P.encode_data(3, b"cccc"), 0.02) == [ack(1)]  # gap: ask from 2
-    assert r.receive(P.encode_data(4, b"dddd"), 0.021) == []  # only once per gap
+    assert r.receive(P.encode_data(4, b"dddd"), 0.0201) == []  # once per burst...
+    assert r.receive(P.encode_data(4, b"dddd"), 0.025) == [ack(1)]  # ...asked again later
     assert r.receive(P.encode_data(2, b"bbbb"), 0.03) == []
     assert r.receive(P.encode_data(3, b"cccc"), 0.031) == []
     assert r.receive(P.encode_data(4, b"dddd"), 0.032) == [ack(4)]  # window of 3 since last ACK

@@ -603,8 +603,10 @@ class Receiver(_Session):
             return []
         if self._dallying:
             return []
-        # a block ahead of the expected one: something was lost; ask once from the gap
-        if not self._gap_acked:
+        # a block ahead of the expected one: something was lost; ask from the gap,
+        # once per burst (again later: that ACK may be lost, and the sender's
+        # tail-loss probe then lands here)
+        if not self._gap_acked or now - self._last_ack_at >= REACK_GAP:
             self._gap_acked = True
             out = self._send_ack(expected - 1, now)
             self._ack_fresh = False
