@@ -184,3 +184,24 @@ def test_chargen_produces_only_what_a_slow_reader_can_take() -> None:
                     break
             assert samples[-1] == samples[-2], "chargen kept producing for a reader that does not read"
             assert samples[-1] < 32 * 1024 * 1024
+
+
+@pytest.mark.parametrize("model", ["iterative", "async", "thread", "fork"])
+def test_session_timeout_ends_a_trickling_client(model: str) -> None:
+    limits = Limits(idle_timeout=5.0, session_timeout=0.6)
+    with running_service("echo", model=model, limits=limits) as service:
+        with connect(service.address, timeout=5) as sock:
+            started = time.monotonic()
+            closed = False
+            while time.monotonic() - started < 5 and not closed:
+                try:
+                    sock.sendall(b"x")  # active enough that idle_timeout never fires
+                    closed = sock.recv(1) == b""
+                except (ConnectionResetError, BrokenPipeError):
+                    closed = True
+                time.sleep(0.05)
+            assert closed, "the session deadline did not end the connection"
+            assert 0.4 < time.monotonic() - started < 4
+        # the next client is served (the iterative model is free again)
+        with connect(service.address) as sock:
+            assert _echo_once(sock, b"next") == b"next"

@@ -30,6 +30,10 @@ class Limits:
     rate_per_source: float | None = None
     rate_burst: int | None = None
     idle_timeout: float | None = 300.0
+    #: most seconds one connection may last whatever it does: the guard against
+    #: a slowloris client trickling bytes just often enough to dodge idle_timeout
+    #: (matters most for the iterative model, where one client holds all others)
+    session_timeout: float | None = None
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
 

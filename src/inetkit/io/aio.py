@@ -50,6 +50,7 @@ class SessionProtocol(asyncio.Protocol):
         self.shut = False
         self.last_activity = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.deadline: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
         self.closed: asyncio.Future[None] = self.loop.create_future()
 
@@ -81,6 +82,8 @@ class SessionProtocol(asyncio.Protocol):
         if timeout:
             self.last_activity = self.loop.time()
             self.timer = self.loop.call_later(timeout, self._check_idle)
+        if self.service_ctx.session_timeout:
+            self.deadline = self.loop.call_later(self.service_ctx.session_timeout, self._expire)
         self._after_output()
 
     def data_received(self, data: bytes) -> None:
@@ -128,6 +131,8 @@ class SessionProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.deadline is not None:
+            self.deadline.cancel()
         if exc is not None and self.outcome == "ok":
             self.outcome = "reset" if isinstance(exc, ConnectionError) else "error"
         if self.session is not None:
@@ -182,6 +187,11 @@ class SessionProtocol(asyncio.Protocol):
         elif session.producing and not self.paused and produced >= PRODUCE_BURST:
             # the socket took everything: yield to other connections, then go on
             self.loop.call_soon(self._produce)
+
+    def _expire(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.outcome = "timeout"
+            self.transport.abort()
 
     def _check_idle(self) -> None:
         timeout = self.service_ctx.idle_timeout

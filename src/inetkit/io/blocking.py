@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import select
 import socket
+import time
 
 from inetkit.errors import RemoteProtocolError
 from inetkit.services.base import ConnectionContext, StreamSession
@@ -22,6 +23,13 @@ def _send(sock: socket.socket, data: bytes, ctx: ConnectionContext) -> None:
         ctx.bytes_out += len(data)
 
 
+def _remaining(deadline: float, idle: float | None) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("session deadline")
+    return left if idle is None else min(left, idle)
+
+
 def drive_session(sock: socket.socket, session: StreamSession, ctx: ConnectionContext) -> str:
     """Run ``session`` on ``sock`` until either side ends it.
 
@@ -30,6 +38,8 @@ def drive_session(sock: socket.socket, session: StreamSession, ctx: ConnectionCo
     """
     timeout = ctx.service.idle_timeout
     sock.settimeout(timeout)
+    limit = ctx.service.session_timeout
+    deadline = time.monotonic() + limit if limit else None
     error: BaseException | None = None
     outcome = "ok"
     shut = False
@@ -37,6 +47,10 @@ def drive_session(sock: socket.socket, session: StreamSession, ctx: ConnectionCo
     try:
         _send(sock, session.start(), ctx)
         while not session.closing:
+            if deadline is not None:
+                # the idle timeout, shortened to what is left of the session
+                timeout = _remaining(deadline, ctx.service.idle_timeout)
+                sock.settimeout(timeout)
             if session.shutdown_write and not shut:
                 sock.shutdown(socket.SHUT_WR)
                 shut = True

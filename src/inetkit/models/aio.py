@@ -32,7 +32,7 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
             outcome = "ok"
             try:
                 if service.handle_async is not None:
-                    await service.handle_async(reader, writer, ctx)
+                    await asyncio.wait_for(service.handle_async(reader, writer, ctx), rt.ctx.session_timeout)
                 else:
                     raise RuntimeError(f"service {rt.config.name!r} has no async handler")
             except (ConnectionError, asyncio.IncompleteReadError):

@@ -112,6 +112,7 @@ class ServiceRuntime:
             proto=config.proto,
             log=log or logging.getLogger(f"inetkit.{config.name}"),
             idle_timeout=config.limits.idle_timeout,
+            session_timeout=config.limits.session_timeout,
         )
         return cls(config=config, ctx=ctx, service=service)
 

@@ -52,7 +52,7 @@ async def run_connection(conn: socket.socket, rt: ServiceRuntime) -> None:
         if service.handle_async is not None:
             reader, writer = await asyncio.open_connection(sock=conn)
             try:
-                await service.handle_async(reader, writer, ctx)
+                await asyncio.wait_for(service.handle_async(reader, writer, ctx), rt.ctx.session_timeout)
             finally:
                 writer.close()
                 try:

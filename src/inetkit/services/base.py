@@ -38,6 +38,8 @@ class ServiceContext:
     proto: str
     log: logging.Logger
     idle_timeout: float | None = None
+    #: whole-connection deadline (Limits.session_timeout); None = no deadline
+    session_timeout: float | None = None
     #: set by the daemon; counters a service may bump (bytes in/out etc.)
     stats: dict[str, int] = field(default_factory=dict)
 
