@@ -16,7 +16,7 @@ import shutil
 from contextlib import ExitStack
 
 from bench.harness import Context, alternate, say, start_all
-from bench.load import run_load
+from bench.cload import describe, fast_load
 from bench.servers import start_inetkit, start_reference, start_socat, start_xinetd
 from bench.stats import fmt_number, ratio
 
@@ -48,11 +48,11 @@ def run(ctx: Context) -> None:
         servers = start_all(stack, ctx, NAME, starters)
         params = {"host": "127.0.0.1", "expect": 1}
         for label, server in servers.items():
-            run_load("connect", {**params, "port": server.port}, CLIENTS, 0.3, server)
+            fast_load("connect", {**params, "port": server.port}, CLIENTS, 0.3, server)
 
         def measure(_run: int, label: str) -> None:
             server = servers[label]
-            r = run_load("connect", {**params, "port": server.port}, CLIENTS, duration, server)
+            r = fast_load("connect", {**params, "port": server.port}, CLIENTS, duration, server)
             rate.add(label, r.rate)
             cpu.add(label, r.server_cpu * 1e6 / r.ops if r.ops else None)
             client.add(label, r.client_cpu * 1e6 / r.ops if r.ops else None)
@@ -83,6 +83,6 @@ def run(ctx: Context) -> None:
                   "1 / server CPU per connection)", "<=", 5.0, cost, unit="%",
                detail=f"{fmt_number(cpu_on)} µs/conn with, {fmt_number(cpu_off)} without; measured rates "
                       f"{fmt_number(on)}/s with, {fmt_number(off)}/s without")
-    ctx.note(NAME, f"{CLIENTS} client processes, each a blocking connect/read-to-EOF/close loop; "
+    ctx.note(NAME, f"{CLIENTS} connections in flight from {describe()}, each connect/read-to-EOF/close; "
                    f"{duration:g} s per run, {runs} runs per subject, alternated; unpinned. "
                    "The log-on run writes inetkit's one line per connection to a file.")

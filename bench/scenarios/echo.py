@@ -14,7 +14,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from bench.harness import Context, alternate, say, start_all
-from bench.load import run_load
+from bench.cload import describe, fast_load
 from bench.servers import start_inetkit, start_reference, start_socat, start_xinetd
 from bench.stats import fmt_number, ratio
 
@@ -42,11 +42,11 @@ def run(ctx: Context) -> None:
         servers = start_all(stack, ctx, NAME, starters)
         params = {"host": "127.0.0.1", "conns": CONNS // PROCESSES, "size": SIZE}
         for label, server in servers.items():  # warm up: connections, caches, fork paths
-            run_load("echo", {**params, "port": server.port}, PROCESSES, 0.3, server)
+            fast_load("echo", {**params, "port": server.port}, PROCESSES, 0.3, server)
 
         def measure(_run: int, label: str) -> None:
             server = servers[label]
-            r = run_load("echo", {**params, "port": server.port}, PROCESSES, duration, server)
+            r = fast_load("echo", {**params, "port": server.port}, PROCESSES, duration, server)
             rate.add(label, r.rate)
             cpu.add(label, r.server_cpu * 1e6 / r.ops if r.ops else None)
             client.add(label, r.client_cpu * 1e6 / r.ops if r.ops else None)
@@ -65,9 +65,9 @@ def run(ctx: Context) -> None:
     ctx.target(2, "echo: async server CPU per round trip vs bare uvloop Protocol server", "<=", 1.2,
                ratio(ca.median if ca else None, cu.median if cu else None),
                detail=f"{fmt_number(ca.median) if ca else '–'} µs vs {fmt_number(cu.median) if cu else '–'} µs")
-    ctx.note(NAME, f"{CONNS} connections from {PROCESSES} uvloop client processes, {SIZE}-byte round trips, "
+    ctx.note(NAME, f"{CONNS} connections driven by {describe()}, {SIZE}-byte round trips, "
                    f"{duration:g} s per run, {runs} runs per subject, subjects alternated run by run; "
                    "client and server unpinned (they share the 2 cores). Server CPU = utime+stime of the "
                    "server's process tree (children included) over the run; client CPU likewise for the "
-                   "load processes: when client CPU per round trip is as high as the server's, the Python "
-                   "client is what limits the rate, and the server CPU column is the fair comparison.")
+                   "load generator: when client CPU per round trip is as high as the server's, the client "
+                   "is what limits the rate, and the server CPU column is the fair comparison.")
