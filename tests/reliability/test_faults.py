@@ -497,3 +497,33 @@ def test_tftp_under_netem(tmp_path: Path) -> None:
     done = subprocess.run(["unshare", "-n", "sh", "-c", f"{setup} && exec {sys.executable} {script}"],
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+
+def test_tftp_late_reply_is_not_an_rtt_sample() -> None:
+    """Found by the lossy relay: the server's OACK is lost, the server resends
+    it after its own 1 s timer, and it reaches the client just after the
+    client's (equal) deadline, before the client retransmitted its WRQ.  Taken
+    as a 1 s RTT sample, it pinned the client's RTO at the 4 s ceiling for the
+    whole upload (22 s instead of 1.5 s for 120 KB at 5 % loss, and the server
+    gave up when one retransmission was lost)."""
+    from inetkit.proto.tftp import options as O
+    from inetkit.proto.tftp import packets as P
+    from inetkit.proto.tftp import session as S
+
+    class Blocks:
+        def block(self, index: int) -> bytes:
+            return b"x" * 1428
+
+        def release(self, below: int) -> None:
+            pass
+
+    requested = {"blksize": "1428"}
+    sender = S.Sender(Blocks(), O.Settings(), 0.0, request=P.encode_request(P.WRQ, "f", "octet", requested),
+                      requested=requested)
+    assert sender.start(0.0)[0][:2] == b"\x00\x02"
+    out = sender.receive(P.encode_oack(requested), 1.005)
+    assert out and P.decode(out[0]) == P.Data(1, b"x" * 1428)
+    assert sender.rto <= 1.0, sender.rto
+    # a genuine sample afterwards still drives the RTO down to the path's RTT
+    sender.receive(P.encode_ack(1), 1.009)
+    assert sender.rto < 0.1

@@ -173,7 +173,16 @@ class _Session:
         self.deadline = None
 
     def _sample(self, rtt: float) -> None:
-        """RFC 6298 section 2 estimator, floored at ``min_rto``."""
+        """RFC 6298 section 2 estimator, floored at ``min_rto``.
+
+        A reply that comes only once our own timer was due is ambiguous even
+        when we have not retransmitted yet (Karn's rule, RFC 6298 section 3):
+        with both sides on the same 1 s default it is usually the *peer's*
+        retransmission (our request arrived, its first reply was lost), and a
+        1 s "RTT" would keep the RTO at its ceiling for the whole transfer.
+        Such a sample is dropped."""
+        if rtt >= self.rto:
+            return
         if self.srtt is None:
             self.srtt = rtt
             self.rttvar = rtt / 2
