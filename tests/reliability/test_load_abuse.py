@@ -62,6 +62,7 @@ proto = "tcp"
 model = "iterative"
 [services.greeting.limits]
 idle_timeout = 2
+session_timeout = 2
 
 [services.greeting-fork]
 port = 0
@@ -276,9 +277,6 @@ def test_silent_connections_time_out(daemon: object) -> None:
                 s.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the iterative model applies only a per-read idle timeout: a client "
-                   "trickling one byte per 0.2 s holds the one-at-a-time greeting for cap/5 s (~200 s); "
-                   "needs a whole-session deadline")
 def test_slowloris_against_the_iterative_greeting(daemon: object) -> None:
     address = _address(daemon, "greeting")
     sock = _connect_from(ATTACKER, address)
