@@ -15,8 +15,8 @@ from __future__ import annotations
 import shutil
 from contextlib import ExitStack
 
-from bench.harness import Context, alternate, say, start_all
 from bench.cload import describe, fast_load
+from bench.harness import Context, alternate, say, start_all
 from bench.servers import start_inetkit, start_reference, start_socat, start_xinetd
 from bench.stats import fmt_number, ratio
 

@@ -14,8 +14,7 @@ import pytest
 
 from inetkit.activation import Activation, listen_fds
 from inetkit.testing.net import connect, recv_exactly, udp_request
-from inetkit.testing.running import RunningDaemon, _wait_ready, stop_process
-from inetkit.testing.running import service_config
+from inetkit.testing.running import RunningDaemon, _wait_ready, service_config, stop_process
 
 CONFIG = """
 [services.byname]

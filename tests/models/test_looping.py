@@ -77,8 +77,8 @@ def test_guard_releases_when_the_program_recovers(tmp_path: Path) -> None:
 
 
 def test_other_clients_of_other_services_are_not_held_back() -> None:
-    from inetkit.testing.running import running_services, service_config
     from inetkit.testing.net import recv_exactly
+    from inetkit.testing.running import running_services, service_config
 
     configs = [service_config(program=("/bin/false",), model="exec", name="broken"), service_config("echo")]
     with running_services(configs) as (broken, echo):

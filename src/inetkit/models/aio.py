@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import socket
 
+from inetkit.io.addresses import plain_address
 from inetkit.models.runtime import ServiceRuntime
 from inetkit.models.streams import has_session, protocol_factory
 from inetkit.services.base import ConnectionContext
-from inetkit.io.addresses import plain_address
 
 
 async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:

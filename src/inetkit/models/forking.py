@@ -180,9 +180,8 @@ def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0
     module's lock, or between ``waitpid`` and the bookkeeping of the reaped
     child, and the worker then hung instead of draining.)
     """
-    import select
-
     import gc
+    import select
 
     import inetkit.io.blocking  # noqa: F401
     from inetkit.io.addresses import plain_address

@@ -7,7 +7,6 @@ daemon's event loop, so other services keep serving meanwhile.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 from inetkit.models.accept import accept_loop

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
+from inetkit import logs as _logs
 from inetkit.config.schema import ServiceConfig
 from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
-from inetkit import logs as _logs
 from inetkit.logs import connection_log
 from inetkit.services.base import ConnectionContext, Service, ServiceContext
 

@@ -66,7 +66,7 @@ class ChatService(Service):
     tcp_models = frozenset({"async"})
     tcp_default_model = "async"
     shared_state = True
-    OPTIONS: Mapping[str, Option] = {
+    OPTIONS = {
         "default_room": Option(str, "lobby", "room every client enters after naming itself", _room),
         "max_line": Option(int, MAX_LINE, "longest line in bytes (ending excluded); longer ones are refused", positive),
         "queue_bytes": Option(int, 128 * 1024, "outgoing bytes a client may lag behind before it is dropped", positive),

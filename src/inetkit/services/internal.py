@@ -11,7 +11,12 @@ import time
 from typing import Iterable
 
 from inetkit.proto import internal as core
-from inetkit.services.base import ConnectionContext, Service, StreamSession, is_reflection_risk
+from inetkit.services.base import (
+    ConnectionContext,
+    Service,
+    StreamSession,
+    is_reflection_risk,
+)
 
 _ALL_TCP = frozenset({"iterative", "fork", "thread", "async"})
 

@@ -710,7 +710,7 @@ def targets_of(ports: dict[tuple[str, str], int]) -> list[Target]:
     """Pair every bound (name, proto) with its probe key from the default config."""
     from inetkit.config.toml import load_default
 
-    keys = {(s.name, s.proto): (s.handler or s.name) for s in load_default().services}
+    keys: dict[tuple[str, str], str] = {(s.name, s.proto): (s.handler or s.name) for s in load_default().services}
     return [Target(name, proto, keys.get((name, proto), name), port) for (name, proto), port in sorted(ports.items())]
 
 
