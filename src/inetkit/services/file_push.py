@@ -22,8 +22,8 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from inetkit.errors import ConfigError
-from inetkit.io.zerocopy import AsyncChannel, BlockingChannel, run_blocking
-from inetkit.services.base import ConnectionContext, Service
+from inetkit.services.base import ConnectionContext
+from inetkit.services.channel import ChannelService
 from inetkit.services.options import Option, positive
 
 
@@ -32,7 +32,7 @@ def sample_path() -> str:
     return str(resources.files("inetkit") / "data" / "file-push.txt")
 
 
-class FilePushService(Service):
+class FilePushService(ChannelService):
     name = "file-push"
     summary = "seed 004 file server: send a file, shutdown(SHUT_WR), read the client's 'Thank you'"
     OPTIONS: ClassVar[dict[str, Option]] = {
@@ -52,15 +52,6 @@ class FilePushService(Service):
         if not stat.S_ISREG(st.st_mode):
             raise ConfigError(f"option 'path': {self.path} is not a regular file", where)
 
-    async def handle_async(self, reader: Any, writer: Any, ctx: ConnectionContext) -> None:
-        channel = AsyncChannel(reader, writer, ctx.service.idle_timeout)
-        try:
-            await self.serve(channel, ctx)
-        finally:
-            channel.close()
-
-    def handle_blocking(self, sock: socket.socket, ctx: ConnectionContext) -> None:
-        run_blocking(self.serve(BlockingChannel(sock, ctx.service.idle_timeout), ctx))
 
     async def serve(self, ch: Any, ctx: ConnectionContext) -> bytes | None:
         """Send, half-close, read the reply; returns the reply (None if the file failed)."""

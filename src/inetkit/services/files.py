@@ -25,14 +25,12 @@ import errno
 import fcntl
 import hashlib
 import os
-import socket
 import stat
 import threading
 from typing import Any, ClassVar
 
 from inetkit.errors import ConfigError
 from inetkit.io.filehash import FileHasher, sha256_fd
-from inetkit.io.zerocopy import AsyncChannel, BlockingChannel, run_blocking
 from inetkit.proto.filexfer import (
     MAX_LINE,
     RESERVED,
@@ -47,7 +45,8 @@ from inetkit.proto.filexfer import (
     Status,
     name_problem,
 )
-from inetkit.services.base import ConnectionContext, Service
+from inetkit.services.base import ConnectionContext
+from inetkit.services.channel import ChannelService
 from inetkit.services.options import Option, non_negative, positive
 
 #: how many file digests the cache remembers
@@ -71,7 +70,7 @@ LINGER_BYTES = 16 << 20
 LINGER_SECONDS = 2.0
 
 
-class FilesService(Service):
+class FilesService(ChannelService):
     name = "files"
     summary = "verified, resumable file transfer (LIST/GET/PUT, sendfile, SHA-256)"
     OPTIONS: ClassVar[dict[str, Option]] = {
@@ -102,18 +101,7 @@ class FilesService(Service):
         self._digests: dict[tuple[int, ...], str] = {}
         self._digest_lock = threading.Lock()
 
-    # -- models --------------------------------------------------------------
-    async def handle_async(self, reader: Any, writer: Any, ctx: ConnectionContext) -> None:
-        channel = AsyncChannel(reader, writer, ctx.service.idle_timeout)
-        try:
-            await self.serve(channel, ctx)
-        finally:
-            channel.close()
-
-    def handle_blocking(self, sock: socket.socket, ctx: ConnectionContext) -> None:
-        run_blocking(self.serve(BlockingChannel(sock, ctx.service.idle_timeout), ctx))
-
-    # -- one connection ---------------------------------------------------------
+    # -- one connection (run by every model: see services/channel.py) ---------------------------------------------------------
     async def serve(self, ch: Any, ctx: ConnectionContext) -> None:
         core = ServerTransfer()
         lines = LineBuffer(MAX_LINE)
