@@ -21,7 +21,7 @@ import os
 import time
 from typing import Any
 
-from bench.load import SETUP_TIMEOUT, _mp_context
+from bench.load import SETUP_TIMEOUT, run_workers
 
 MARK = b"~bm~"
 QUIET = 0.5
@@ -176,42 +176,4 @@ async def _run(kind: str, p: dict[str, Any], ready: Any, go: Any, done: Any) -> 
 def run_chat(jobs: list[tuple[str, dict[str, Any]]], server: Any, timeout: float) -> tuple[list[dict[str, Any]], float]:
     """Start one process per job, release them together once all are set up;
     returns their results and the server's CPU seconds meanwhile."""
-    import queue
-
-    ctx = _mp_context()
-    ready, results = ctx.Queue(), ctx.Queue()
-    go, done = ctx.Event(), ctx.Event()
-    procs = [ctx.Process(target=_worker, args=(kind, params, ready, go, done, results), daemon=True)
-             for kind, params in jobs]
-    for p in procs:
-        p.start()
-    try:
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        count = 0
-        while count < len(procs):
-            try:
-                if ready.get(timeout=0.2) == -1:
-                    raise RuntimeError(f"chat worker failed: {results.get(timeout=5)}")
-                count += 1
-            except queue.Empty:
-                if time.monotonic() > deadline or any(p.exitcode is not None for p in procs):
-                    raise RuntimeError("chat workers not ready") from None
-        cpu0 = server.cpu()
-        go.set()
-        collected = [results.get(timeout=timeout) for _ in procs]
-        cpu = server.cpu() - cpu0
-        done.set()
-    finally:
-        go.set()
-        done.set()
-        for p in procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
-        ready.close()
-        results.close()
-    failed = [r for r in collected if "error" in r]
-    if failed:
-        raise RuntimeError(f"chat worker failed: {failed[0]['error']}")
-    return collected, cpu
+    return run_workers(_worker, jobs, server, timeout)

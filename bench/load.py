@@ -199,22 +199,25 @@ def _wait_ready(ready: Any, results: Any, procs: list[Any]) -> None:
                 raise TimeoutError("load workers not ready in time") from None
 
 
-def run_load(kind: str, params: dict[str, Any], processes: int, duration: float, server: Any) -> LoadResult:
-    """Run ``processes`` workers of ``kind`` against ``server`` (see module doc)."""
+def run_workers(target: Any, jobs: list[tuple[str, dict[str, Any]]], server: Any,
+                timeout: float) -> tuple[list[dict[str, Any]], float]:
+    """Start one process per ``(kind, params)`` job running ``target(kind,
+    params, ready, go, done, results)``; release them together once every one
+    is set up; return their results and the server's CPU seconds meanwhile.
+    Every process is joined (killed if it lingers) whatever happens."""
     ctx = _mp_context()
     ready, results = ctx.Queue(), ctx.Queue()
     go, done = ctx.Event(), ctx.Event()
-    params = {**params, "duration": duration}
-    procs = [ctx.Process(target=_entry, args=(kind, params, ready, go, done, results), daemon=True)
-             for _ in range(processes)]
+    procs = [ctx.Process(target=target, args=(kind, params, ready, go, done, results), daemon=True)
+             for kind, params in jobs]
     for p in procs:
         p.start()
     try:
         _wait_ready(ready, results, procs)
         cpu0 = server.cpu()
         go.set()
-        collected = [results.get(timeout=duration + SETUP_TIMEOUT) for _ in procs]
-        cpu1 = server.cpu()
+        collected = [results.get(timeout=timeout) for _ in procs]
+        cpu = server.cpu() - cpu0
         done.set()
     finally:
         go.set()
@@ -229,10 +232,17 @@ def run_load(kind: str, params: dict[str, Any], processes: int, duration: float,
     failed = [r for r in collected if "error" in r]
     if failed:
         raise RuntimeError(f"load worker failed: {failed[0]['error']}")
+    return collected, cpu
+
+
+def run_load(kind: str, params: dict[str, Any], processes: int, duration: float, server: Any) -> LoadResult:
+    """Run ``processes`` workers of ``kind`` against ``server`` (see module doc)."""
+    params = {**params, "duration": duration}
+    collected, server_cpu = run_workers(_entry, [(kind, params)] * processes, server, duration + SETUP_TIMEOUT)
     elapsed = max(r["elapsed"] for r in collected)
     lat = [x for r in collected for x in r["lat"]]
     return LoadResult(
         ops=sum(r["ops"] for r in collected), errors=sum(r["errors"] for r in collected),
-        elapsed=elapsed, client_cpu=sum(r["cpu"] for r in collected), server_cpu=cpu1 - cpu0,
+        elapsed=elapsed, client_cpu=sum(r["cpu"] for r in collected), server_cpu=server_cpu,
         latencies=lat,
     )
