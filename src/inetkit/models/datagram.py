@@ -54,6 +54,7 @@ async def serve(sock: socket.socket, rt: ServiceRuntime) -> None:
     OWN_DATAGRAM_PORTS[port] = OWN_DATAGRAM_PORTS.get(port, 0) + 1
     try:
         if service.serve_udp is not None:
+            rt.ctx.admit_request = rt.admit_datagram  # allow/deny and rate apply to its requests too
             await service.serve_udp(sock, rt.ctx)
             return
         loop = asyncio.get_running_loop()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 from inetkit.services.options import Option, ParsedOptions, parse_options
 
@@ -42,6 +42,10 @@ class ServiceContext:
     session_timeout: float | None = None
     #: set by the daemon; counters a service may bump (bytes in/out etc.)
     stats: dict[str, int] = field(default_factory=dict)
+    #: for services that own their UDP socket (``serve_udp``): the daemon's
+    #: access rules and per-source rate, to call once per new request (a TFTP
+    #: RRQ/WRQ); False means drop it without a reply.  None outside a daemon.
+    admit_request: Callable[[ConnectionContext], bool] | None = None
 
 
 @dataclass

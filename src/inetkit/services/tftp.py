@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from inetkit.errors import RemoteProtocolError
+from inetkit.io.addresses import plain_address
 from inetkit.io.udp_batch import (
     CMSG_SIZE,
     RECV_SIZE,
@@ -55,7 +56,7 @@ from inetkit.proto.tftp.options import Limits, TsizeTooLarge, negotiate
 from inetkit.proto.tftp.packets import MAX_BLKSIZE
 from inetkit.proto.tftp.session import Abort, Receiver, Sender
 from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_size
-from inetkit.services.base import Service, ServiceContext, is_reflection_risk
+from inetkit.services.base import ConnectionContext, Service, ServiceContext, is_reflection_risk
 from inetkit.services.options import Option, non_negative, positive
 
 #: socket buffers asked for per transfer: a window of 16 x 64 KiB blocks must fit
@@ -501,6 +502,9 @@ class TftpService(Service):
     def _request(self, data: bytes, addr: Any, listener: _Listener) -> None:
         if is_reflection_risk(addr[:2]):
             return
+        admit = self.ctx.admit_request
+        if admit is not None and not admit(ConnectionContext(self.ctx, plain_address(addr), ("", 0))):
+            return  # the daemon's allow/deny or per-source rate refused it (and counted it)
         try:
             packet = P.decode(data)
         except RemoteProtocolError as exc:
