@@ -9,7 +9,6 @@ larger random file, with the "Thank you\\n" arriving at the server.
 
 from __future__ import annotations
 
-import logging
 import random
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from inetkit.testing.logs import LogLines, captured_log
 from inetkit.testing.running import running_service
 
 pytestmark = pytest.mark.interop
@@ -42,31 +42,15 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return built
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
-def push_log() -> Iterator[_Records]:
-    logger = logging.getLogger("inetkit.file-push")
-    handler, old = _Records(), logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+def push_log() -> Iterator[LogLines]:
+    with captured_log("inetkit.file-push") as lines:
+        yield lines
 
 
 @pytest.mark.parametrize("model", ["async", "fork"])
 def test_seed_c_client_against_file_push(model: str, programs: dict[str, Path], tmp_path: Path,
-                                         push_log: _Records) -> None:
+                                         push_log: LogLines) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"")
     with running_service("file-push", model=model, options={"path": str(src)}) as service:
@@ -80,8 +64,8 @@ def test_seed_c_client_against_file_push(model: str, programs: dict[str, Path], 
             assert done.returncode == 0, done.stderr
             assert out.read_bytes() == data
     if model == "async":
-        replies = [m for m in push_log.messages if "reply 'Thank you'" in m]
-        assert len(replies) == len(SIZES), push_log.messages
+        replies = [m for m in push_log.lines if "reply 'Thank you'" in m]
+        assert len(replies) == len(SIZES), push_log.lines
 
 
 def test_push_get_against_the_seed_c_server(programs: dict[str, Path], tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ Compiled with gcc into a temporary folder; skipped when gcc is missing.
 
 from __future__ import annotations
 
-import logging
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from inetkit.testing.logs import LogLines, captured_log
 from inetkit.testing.running import running_service, stop_process
 
 pytestmark = pytest.mark.interop
@@ -71,42 +71,17 @@ def finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
     return out, err
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def wait_for(self, text: str, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in list(self.lines)):
-                return True
-            time.sleep(0.01)
-        return False
-
-
 @pytest.fixture
-def log_lines() -> Iterator[_Lines]:
-    handler = _Lines()
-    logger = logging.getLogger("inetkit")
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
+def log_lines() -> Iterator[LogLines]:
+    with captured_log("inetkit") as lines:
+        yield lines
 
 
 # -- §12-2-1 / §12-2-2 greeting ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("model", ["iterative", "fork", "thread", "async"])
-def test_seed_client_against_our_greeting(seed_bin: Path, model: str, log_lines: _Lines) -> None:
+def test_seed_client_against_our_greeting(seed_bin: Path, model: str, log_lines: LogLines) -> None:
     with running_service("greeting", model=model) as svc:
         for _ in range(2):  # the seed demo runs the client repeatedly
             proc = run_c(seed_bin / "greet_client", str(svc.port), "http")
@@ -179,7 +154,7 @@ def test_our_greet_against_the_seed_exec_fd_server_and_bit(seed_bin: Path) -> No
 # -- §12-3 UDP ---------------------------------------------------------------------------------------
 
 
-def test_seed_udp_client_against_our_udp_hello(seed_bin: Path, log_lines: _Lines) -> None:
+def test_seed_udp_client_against_our_udp_hello(seed_bin: Path, log_lines: LogLines) -> None:
     with running_service("udp-hello", proto="udp") as svc:
         proc = run_c(seed_bin / "udp_hello", "client", str(svc.port))
         assert log_lines.wait_for("From client: I am a client")
@@ -200,7 +175,7 @@ def test_our_udp_against_the_seed_udp_server(seed_bin: Path) -> None:
 
 
 @pytest.mark.parametrize("proto", ["tcp", "udp"])
-def test_seed_hello_client_against_our_hello(seed_bin: Path, proto: str, log_lines: _Lines) -> None:
+def test_seed_hello_client_against_our_hello(seed_bin: Path, proto: str, log_lines: LogLines) -> None:
     with running_service("hello", proto=proto) as svc:
         proc = run_c(seed_bin / "hello", "client", proto, str(svc.port))
         assert log_lines.wait_for("Message from client: Hello from client")

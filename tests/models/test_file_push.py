@@ -7,7 +7,6 @@ and a file that cannot be sent gives the client an error, not an empty file.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 from collections.abc import Iterator
@@ -18,37 +17,21 @@ import pytest
 from inetkit.clients.files import TransferError
 from inetkit.clients.push import push_get
 from inetkit.services.file_push import sample_path
+from inetkit.testing.logs import LogLines, captured_log
 from inetkit.testing.net import connect, recv_all
 from inetkit.testing.running import running_service
 
 MODELS = ["async", "iterative", "thread", "fork"]
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture
-def push_log() -> Iterator[_Records]:
-    logger = logging.getLogger("inetkit.file-push")
-    handler = _Records()
-    old_level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+def push_log() -> Iterator[LogLines]:
+    with captured_log("inetkit.file-push") as lines:
+        yield lines
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_push_is_byte_identical(model: str, tmp_path: Path, push_log: _Records) -> None:
+def test_push_is_byte_identical(model: str, tmp_path: Path, push_log: LogLines) -> None:
     src = tmp_path / "src"
     out = tmp_path / "out"
     src.write_bytes(b"")
@@ -63,10 +46,10 @@ def test_push_is_byte_identical(model: str, tmp_path: Path, push_log: _Records) 
     # returned; the service has stopped (and logged) by now
     if model != "fork":  # a forked child logs in its own process
         for size in (0, 1, 65536, 1 << 20):
-            assert any(f"sent {size} bytes" in m and "reply 'Thank you'" in m for m in push_log.messages)
+            assert any(f"sent {size} bytes" in m and "reply 'Thank you'" in m for m in push_log.lines)
 
 
-def test_half_close_then_reply_on_a_raw_socket(tmp_path: Path, push_log: _Records) -> None:
+def test_half_close_then_reply_on_a_raw_socket(tmp_path: Path, push_log: LogLines) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"abc" * 1000)
     with running_service("file-push", options={"path": str(src), "reply_max": 16}) as service:
@@ -79,7 +62,7 @@ def test_half_close_then_reply_on_a_raw_socket(tmp_path: Path, push_log: _Record
                 assert sock.recv(10) == b""
             except ConnectionResetError:
                 pass
-    assert any("reply 'xxxxxxxxxxxxxxxx'" in m for m in push_log.messages), push_log.messages
+    assert any("reply 'xxxxxxxxxxxxxxxx'" in m for m in push_log.lines), push_log.lines
 
 
 def test_default_file_ships_with_the_package(tmp_path: Path) -> None:
@@ -90,7 +73,7 @@ def test_default_file_ships_with_the_package(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("model", ["async", "thread"])
-def test_unreadable_file_is_an_error_not_an_empty_file(model: str, tmp_path: Path, push_log: _Records) -> None:
+def test_unreadable_file_is_an_error_not_an_empty_file(model: str, tmp_path: Path, push_log: LogLines) -> None:
     out = tmp_path / "out"
     src = tmp_path / "goes-away"
     src.write_bytes(b"here at start")
@@ -101,10 +84,10 @@ def test_unreadable_file_is_an_error_not_an_empty_file(model: str, tmp_path: Pat
         with pytest.raises(TransferError):  # and the daemon still answers
             push_get(*service.address, str(out))
     assert not out.exists() and not Path(str(out) + ".part").exists()
-    assert any("cannot open" in m for m in push_log.messages)
+    assert any("cannot open" in m for m in push_log.lines)
 
 
-def test_a_fifo_as_the_file_neither_blocks_nor_sends(tmp_path: Path, push_log: _Records) -> None:
+def test_a_fifo_as_the_file_neither_blocks_nor_sends(tmp_path: Path, push_log: LogLines) -> None:
     fifo = tmp_path / "fifo"
     fifo.write_bytes(b"a regular file at start")
     with running_service("file-push", options={"path": str(fifo)}) as service:
@@ -113,7 +96,7 @@ def test_a_fifo_as_the_file_neither_blocks_nor_sends(tmp_path: Path, push_log: _
         for _ in range(2):  # the event loop is not stuck in open(2): the second client is served too
             with pytest.raises(TransferError):
                 push_get(*service.address, str(tmp_path / "out"), timeout=5)
-    assert any("not a regular file" in m for m in push_log.messages)
+    assert any("not a regular file" in m for m in push_log.lines)
 
 
 def test_a_path_that_cannot_work_is_a_config_error(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ allow, with a raw socket peer that sends exactly what the seed C clients send
 
 from __future__ import annotations
 
-import logging
 import socket
 import struct
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from inetkit.config.schema import Limits
 from inetkit.proto.greeting import padded_message
+from inetkit.testing.logs import LogLines, captured_log
 from inetkit.testing.net import connect, recv_all, recv_exactly, udp_request
 from inetkit.testing.running import running_service
 
@@ -24,37 +24,10 @@ SEED_HTTP = padded_message("I want a HTTP service")
 SEED_TELNET = padded_message("I want a Telnet service")
 
 
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    def wait_for(self, text: str, timeout: float = 5.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if text in line:
-                    return line
-            time.sleep(0.01)
-        raise AssertionError(f"no log line containing {text!r} in {self.lines!r}")
-
-
 @pytest.fixture
-def log_lines() -> Iterator[_Lines]:
-    """The in-process daemon's log lines (a handler on the 'inetkit' logger)."""
-    handler = _Lines()
-    logger = logging.getLogger("inetkit")
-    old_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
+def log_lines() -> Iterator[LogLines]:
+    with captured_log("inetkit") as lines:
+        yield lines
 
 
 def send_in_segments(sock: socket.socket, data: bytes, cuts: tuple[int, ...]) -> None:
@@ -95,7 +68,7 @@ def test_greeting_is_byte_exact_under_every_model(model: str) -> None:
 
 
 @pytest.mark.parametrize("model", IN_PROCESS)
-def test_greeting_logs_the_client_text_with_its_peer(model: str, log_lines: _Lines) -> None:
+def test_greeting_logs_the_client_text_with_its_peer(model: str, log_lines: LogLines) -> None:
     with running_service("greeting", model=model, options={"message": "welcome to server"}) as svc:
         with seed_client_exchange(svc.address, b"welcome to server\x00", cuts=(1, 2, 21, 22)) as sock:
             port = sock.getsockname()[1]
@@ -192,7 +165,7 @@ def test_hello_tcp_byte_exact_with_the_message_split(model: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["async", "iterative"])
-def test_hello_tcp_bad_clients(model: str, log_lines: _Lines) -> None:
+def test_hello_tcp_bad_clients(model: str, log_lines: LogLines) -> None:
     with running_service("hello", model=model, limits=Limits(idle_timeout=0.5)) as svc:
         with connect(svc.address) as silent:  # half-closes without a word: no reply, closed
             silent.shutdown(socket.SHUT_WR)
@@ -212,7 +185,7 @@ def test_hello_tcp_bad_clients(model: str, log_lines: _Lines) -> None:
         log_lines.wait_for("Message from client: Hi")
 
 
-def test_hello_udp_and_udp_hello_are_byte_exact(log_lines: _Lines) -> None:
+def test_hello_udp_and_udp_hello_are_byte_exact(log_lines: LogLines) -> None:
     with running_service("hello", proto="udp") as hello, running_service("udp-hello", proto="udp") as udp_hello:
         assert udp_request(hello.address, b"Hello from client") == b"Hello from server"
         assert udp_request(udp_hello.address, b"I am a client\x00") == b"Hello Client\x00"
