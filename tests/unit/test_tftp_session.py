@@ -76,6 +76,31 @@ def test_window_resends_only_from_first_unacked() -> None:
     assert s.complete and s.bytes == 80
 
 
+def test_window_duplicate_ack_resends_once_when_it_answers_the_window() -> None:
+    """RFC 7440: a gap at a window's first block makes the receiver repeat the
+    ACK that opened the window; the sender restarts the window at once (no
+    RTO), but not for a copy right behind the original, and once per window."""
+    s = Sender(Source(bytes(range(200)), 8), Settings(blksize=8, windowsize=4, timeout=1.0), 0.0,
+               first=P.encode_oack({"blksize": "8", "windowsize": "4"}))
+    s.start(0.0)
+    assert blocks(s.receive(ack(0), 0.001)) == [1, 2, 3, 4]  # RTT sample: 1 ms
+    assert blocks(s.receive(ack(4), 0.003)) == [5, 6, 7, 8]
+    assert s.receive(ack(4), 0.0031) == []  # a network copy of ACK 4: too early to answer the window
+    # block 5 lost: the receiver's gap ACK repeats ACK 4 about one round trip later
+    assert blocks(s.receive(ack(4), 0.004)) == [5, 6, 7, 8]
+    assert s.retransmissions == 1
+    assert s.receive(ack(4), 0.006) == []  # once per window: copies never multiply
+    assert blocks(s.receive(ack(8), 0.007)) == [9, 10, 11, 12]
+
+
+def test_lock_step_duplicate_ack_still_ignored_after_rtt() -> None:
+    s = Sender(Source(b"x" * 2000, 512), Settings(timeout=1.0), 0.0, first=P.encode_oack({"tsize": "2000"}))
+    s.start(0.0)
+    assert blocks(s.receive(ack(0), 0.001)) == [1]
+    assert blocks(s.receive(ack(1), 0.002)) == [2]
+    assert s.receive(ack(1), 0.5) == []  # Sorcerer's Apprentice: only the timer resends
+
+
 def test_block_numbers_wrap_to_zero() -> None:
     n = 65536 + 10
     data = b"z" * (8 * n + 3)
