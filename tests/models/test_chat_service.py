@@ -366,3 +366,86 @@ def test_daemon_stop_says_goodbye_and_does_not_wait_out_the_grace(tmp_path: Path
         finally:
             a.close()
             b.close()
+
+
+def test_half_close_right_after_the_first_lines_still_gets_every_reply(chat: tuple[str, int]) -> None:
+    """`printf 'alice\\nhi\\n' | nc -N`: name, message and EOF may all arrive
+    in the first read (before the connection leaves the stream reader)."""
+    w = Raw(chat, "watcher")
+    a = Raw(chat)
+    try:
+        a.send(b"alice\nhi there\n")
+        a.sock.shutdown(socket.SHUT_WR)
+        data = a.drain_to_eof()
+        assert data.startswith(b"* welcome alice") and data.endswith(b"\n<alice> hi there\n")
+        assert [l for l in w.until(b"alice left") if b"alice" in l] == [
+            b"* alice joined #lobby", b"<alice> hi there", b"* alice left #lobby (disconnected)",
+        ]
+    finally:
+        w.close()
+        a.close()
+
+
+def test_half_close_later_flushes_the_last_echo_before_closing(chat: tuple[str, int]) -> None:
+    w, a = Raw(chat, "watcher"), Raw(chat, "alice")
+    try:
+        for n in range(3):
+            a.send(f"line {n}\n".encode())
+            assert a.line() == f"<alice> line {n}".encode()
+        a.send(b"last words\n")
+        a.sock.shutdown(socket.SHUT_WR)
+        assert a.drain_to_eof() == b"<alice> last words\n"
+        lines = w.until(b"alice left")
+        assert lines[-2:] == [b"<alice> last words", b"* alice left #lobby (disconnected)"]
+    finally:
+        w.close()
+        a.close()
+
+
+def test_an_unnamed_client_that_says_nothing_times_out_too() -> None:
+    with running_service("chat", limits=Limits(idle_timeout=0.5)) as svc:
+        a = Raw(svc.address)
+        try:
+            start = time.monotonic()
+            assert a.drain_to_eof() == b"* no line from you for 0.5 s; bye\n"
+            assert time.monotonic() - start < 4
+        finally:
+            a.close()
+
+
+def test_idle_timer_is_reset_by_every_line() -> None:
+    with running_service("chat", limits=Limits(idle_timeout=0.8)) as svc:
+        a = Raw(svc.address, "busy")
+        try:
+            start = time.monotonic()
+            for n in range(4):  # 1.2 s of talk, a line every 0.3 s: never idle
+                a.send(f"m{n}\n".encode())
+                assert a.line() == f"<busy> m{n}".encode()
+                time.sleep(0.3)  # pacing the talk, not waiting for readiness
+            assert time.monotonic() - start > 0.8
+            assert b"no line from you for 0.8 s; bye" in a.drain_to_eof()
+        finally:
+            a.close()
+
+
+def test_simultaneous_bursts_from_several_clients_arrive_complete_and_in_order(chat: tuple[str, int]) -> None:
+    """Several clients write at once (their lines meet in the server's batched
+    flushes): a watcher gets every line, each sender's in its order."""
+    watcher = Raw(chat, "watch")
+    senders = [Raw(chat, f"s{k}") for k in range(5)]
+    count = 200
+    try:
+        bursts = [b"".join(f"{k}:{i}\n".encode() for i in range(count)) for k in range(len(senders))]
+        for raw, burst in zip(senders, bursts):
+            raw.send(burst)
+        got: dict[str, list[int]] = {f"s{k}": [] for k in range(len(senders))}
+        deadline = time.monotonic() + 20
+        while sum(map(len, got.values())) < count * len(senders) and time.monotonic() < deadline:
+            line = watcher.line()
+            if line.startswith(b"<s"):
+                nick, _, body = line.decode().partition("> ")
+                got[nick[1:]].append(int(body.split(":")[1]))
+        assert got == {f"s{k}": list(range(count)) for k in range(len(senders))}
+    finally:
+        for raw in (watcher, *senders):
+            raw.close()

@@ -13,6 +13,7 @@ from inetkit.proto.chat import (
     ChatHub,
     HubConfig,
     LineFramer,
+    Outbox,
     TokenBucket,
     TooLong,
     decode_line,
@@ -330,3 +331,114 @@ def test_per_source_limit_refuses_with_a_notice() -> None:
     assert not hub.connect(4, "10.0.0.2", 0.0).closes
     hub.disconnect(1)
     assert not hub.connect(5, "10.0.0.1", 0.0).closes
+
+
+# -- outbox batching (one write per recipient per event-loop pass) ----------------
+
+
+def _three(hub: ChatHub) -> None:
+    for cid, nick in ((1, "a"), (2, "b"), (3, "c")):
+        _named(hub, cid, nick)
+
+
+def test_casts_to_an_unchanged_room_share_one_snapshot() -> None:
+    hub = ChatHub(HubConfig(rate=0))
+    _three(hub)
+    first, second = hub.receive(1, b"x\n", 1.0), hub.receive(2, b"y\n", 1.0)
+    assert first.ops[0][0] == (1, 2, 3)
+    assert first.ops[0][0] is second.ops[0][0]  # no per-message copy of the member list
+    box = hub.receive(1, b"one\ntwo\nthree\n", 1.0)
+    assert len(box.ops) == 1 and box.ops[0][1] == [b"<a> one\n", b"<a> two\n", b"<a> three\n"]
+    _named(hub, 4, "d")
+    assert hub.receive(1, b"z\n", 1.0).ops[0][0] == (1, 2, 3, 4)  # membership changed: a new snapshot
+
+
+def test_absorbed_boxes_become_one_joined_write_per_recipient() -> None:
+    hub = ChatHub(HubConfig(rate=0))
+    _three(hub)
+    pending = Outbox()
+    for cid, line in ((1, b"one\n"), (2, b"two\n"), (3, b"three\n")):
+        pending.absorb(hub.receive(cid, line, 1.0))
+    assert pending.writes() == [((1, 2, 3), b"<a> one\n<b> two\n<c> three\n")]
+    assert not pending.closes
+
+
+def test_a_joiner_gets_only_what_follows_its_join_and_a_leaver_nothing_after() -> None:
+    hub = ChatHub(HubConfig(rate=0))
+    _named(hub, 1, "a")
+    _named(hub, 2, "b")
+    pending = Outbox()
+    pending.absorb(hub.receive(1, b"before\n", 1.0))
+    hub.connect(3, "127.0.0.1", 1.0)
+    pending.absorb(hub.receive(3, b"c\n", 1.0))
+    pending.absorb(hub.receive(1, b"after\n", 1.0))
+    pending.absorb(hub.disconnect(2, "gone"))
+    pending.absorb(hub.receive(1, b"last\n", 1.0))
+    sends = pending.sends
+    assert len(pending.items()) == len(sends) == 3  # one write each
+    assert sends[1] == b"<a> before\n* c joined #lobby\n<a> after\n* b left #lobby (gone)\n<a> last\n"
+    assert sends[2] == b"<a> before\n* c joined #lobby\n<a> after\n"
+    assert sends[3].startswith(b"* welcome c")
+    assert sends[3].endswith(b"\n<a> after\n* b left #lobby (gone)\n<a> last\n")
+    assert b"before" not in sends[3]
+
+
+def test_disjoint_rooms_are_written_per_room() -> None:
+    hub = ChatHub(HubConfig(rate=0))
+    _three(hub)
+    hub.receive(3, b"/join games\n", 1.0)
+    pending = Outbox()
+    pending.absorb(hub.receive(1, b"lobby talk\n", 1.0))
+    pending.absorb(hub.receive(3, b"games talk\n", 1.0))
+    pending.absorb(hub.receive(2, b"more lobby\n", 1.0))
+    assert pending.writes() == [((1, 2), b"<a> lobby talk\n<b> more lobby\n"), ((3,), b"<c> games talk\n")]
+
+
+def test_overlapping_targets_are_merged_per_recipient_in_order() -> None:
+    box = Outbox()
+    room = (1, 2, 3)
+    box.cast(room, b"A\n")
+    box.send(2, b"B\n")
+    box.cast(room, b"C\n")
+    box.send(2, b"D\n")
+    box.send(2, b"E\n")  # consecutive unicasts to one client merge
+    assert len(box.ops) == 4
+    assert box.sends == {1: b"A\nC\n", 2: b"A\nB\nC\nD\nE\n", 3: b"A\nC\n"}
+    assert [cid for cid, _ in box.items()] == [1, 2, 3]
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("send"), st.integers(1, 5), st.binary(min_size=1, max_size=4)),
+        st.tuples(st.just("cast"), st.sampled_from([(1, 2, 3), (4, 5), (1, 2, 3, 4, 5), (2,)]),
+                  st.binary(min_size=1, max_size=4)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_OPS, max_size=4))
+def test_batched_writes_equal_each_recipients_bytes_in_order(batches: list[list[tuple]]) -> None:
+    """Whatever the mix of casts and unicasts, absorbed over several boxes:
+    every recipient appears in at most one write, holding exactly its bytes
+    in the order they were queued."""
+    pending = Outbox()
+    expected: dict[int, bytes] = {}
+    snapshots: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for batch in batches:
+        box = Outbox()
+        for kind, target, data in batch:
+            if kind == "send":
+                box.send(target, data)
+                expected[target] = expected.get(target, b"") + data
+            else:
+                shared = snapshots.setdefault(target, target)  # the hub shares a room's tuple
+                box.cast(shared, data)
+                for cid in target:
+                    expected[cid] = expected.get(cid, b"") + data
+        pending.absorb(box)
+    writes = pending.writes()
+    recipients = [cid for targets, _ in writes for cid in targets]
+    assert len(recipients) == len(set(recipients))
+    assert {cid: data for targets, data in writes for cid in targets} == expected

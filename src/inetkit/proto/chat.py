@@ -43,7 +43,6 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: most bytes in one line, its line ending excluded
@@ -272,43 +271,92 @@ class Client:
 class Outbox:
     """What the driver must do: bytes per recipient, then connections to close.
 
-    Operations are kept in order: a unicast ``(cid, data)`` or a room cast
-    ``(members, data)``.  ``items()`` coalesces them per recipient, in order,
-    so one input produces one write per recipient: the seed's client reads
-    exactly once per line it sends and must get the whole reply in that
-    read.  The common case, one room message, skips the coalescing (the
-    fan-out to a thousand members is the hot path).
+    Operations are kept in order as ``[targets, chunks]``: a unicast has the
+    1-tuple ``(cid,)``, a room cast the room's member snapshot.  Consecutive
+    operations to the same targets are merged (their chunks appended), and
+    the hub hands out the *same* snapshot tuple for a room while its
+    membership is unchanged, so a flood of room messages stays one operation
+    however many lines it holds.
+
+    ``writes()`` turns the operations into ``(targets, bytes)`` entries in
+    which every recipient appears at most once: one input (or one batch of
+    inputs, see ``absorb``) produces one write per recipient.  The seed's
+    client reads exactly once per line it sends and must get the whole
+    reply in that read; and one write per recipient instead of one per
+    line is what keeps the fan-out cheap (a write is a system call).
     """
 
     __slots__ = ("closes", "ops")
 
     def __init__(self) -> None:
-        self.ops: list[tuple[int | tuple[int, ...], bytes]] = []
+        self.ops: list[tuple[tuple[int, ...], list[bytes]]] = []
         self.closes: list[tuple[int, str]] = []
 
     def send(self, cid: int, data: bytes) -> None:
-        self.ops.append((cid, data))
+        self._add((cid,), data)
 
     def cast(self, cids: tuple[int, ...], data: bytes) -> None:
         if cids:
-            self.ops.append((cids, data))
+            self._add(cids, data)
 
-    def items(self) -> Iterable[tuple[int, bytes]]:
+    def _add(self, targets: tuple[int, ...], data: bytes) -> None:
         ops = self.ops
-        if len(ops) == 1:
-            target, data = ops[0]
-            if isinstance(target, tuple):
-                return zip(target, itertools.repeat(data))
-            return ops  # type: ignore[return-value]  # one unicast: already (cid, data)
+        if ops:
+            last = ops[-1]
+            if last[0] is targets or last[0] == targets:
+                last[1].append(data)
+                return
+        ops.append((targets, [data]))
+
+    def absorb(self, other: Outbox) -> None:
+        """Append ``other``'s operations (not its closes) after ours, merging
+        where the targets match: the driver collects every input handled in
+        one event-loop pass into one outbox and writes it once."""
+        ops = self.ops
+        for targets, chunks in other.ops:
+            if ops:
+                last = ops[-1]
+                if last[0] is targets or last[0] == targets:
+                    last[1].extend(chunks)
+                    continue
+            ops.append((targets, list(chunks)))
+
+    def writes(self) -> list[tuple[tuple[int, ...], bytes]]:
+        """``(targets, data)`` entries, each recipient in at most one, each
+        recipient's bytes in operation order."""
+        ops = self.ops
+        if len(ops) == 1:  # the common case: one room's messages, or one reply
+            targets, chunks = ops[0]
+            return [(targets, chunks[0] if len(chunks) == 1 else b"".join(chunks))]
+        # Group by target object (a room's snapshot is shared); when the groups
+        # do not overlap (rooms are disjoint, so this is the usual busy-daemon
+        # case) each recipient's bytes all come from its one group, in order.
+        groups: dict[int, tuple[tuple[int, ...], list[bytes]]] = {}
+        for targets, chunks in ops:
+            group = groups.get(id(targets))
+            if group is None:
+                groups[id(targets)] = (targets, list(chunks))
+            else:
+                group[1].extend(chunks)
+        sets = [targets for targets, _ in groups.values()]
+        if len(set().union(*sets)) == sum(map(len, sets)):
+            return [(targets, b"".join(chunks)) for targets, chunks in groups.values()]
+        # Overlapping targets (e.g. a reply to one member between two room
+        # messages): merge per recipient, in order.
         merged: dict[int, list[bytes]] = {}
-        for target, data in ops:
-            for cid in target if isinstance(target, tuple) else (target,):
-                chunks = merged.get(cid)
-                if chunks is None:
+        for targets, chunks in ops:
+            data = b"".join(chunks)
+            for cid in targets:
+                parts = merged.get(cid)
+                if parts is None:
                     merged[cid] = [data]
                 else:
-                    chunks.append(data)
-        return [(cid, chunks[0] if len(chunks) == 1 else b"".join(chunks)) for cid, chunks in merged.items()]
+                    parts.append(data)
+        return [((cid,), parts[0] if len(parts) == 1 else b"".join(parts)) for cid, parts in merged.items()]
+
+    def items(self) -> list[tuple[int, bytes]]:
+        """``(recipient, data)`` pairs, one per recipient, in order."""
+        return [(cid, data) for targets, data in self.writes() for cid in targets]
 
     @property
     def sends(self) -> dict[int, bytes]:
@@ -340,6 +388,10 @@ class ChatHub:
         self.nicks: dict[str, int] = {}
         #: room -> members, in join order (dict as an ordered set)
         self.rooms: dict[str, dict[int, None]] = {}
+        #: room -> its members as a tuple, built once per membership change:
+        #: every message cast to an unchanged room shares one snapshot object
+        #: (no per-message copy, and the outbox merges casts by identity)
+        self._snapshots: dict[str, tuple[int, ...]] = {}
         self.per_source: dict[str, int] = {}
 
     # -- events ----------------------------------------------------------------
@@ -519,9 +571,14 @@ class ChatHub:
 
     # -- membership ----------------------------------------------------------------
     def _broadcast(self, room: str, data: bytes, box: Outbox) -> None:
-        members = self.rooms.get(room)
-        if members:
-            box.cast(tuple(members), data)  # a snapshot: later leaves do not change who got it
+        snapshot = self._snapshots.get(room)
+        if snapshot is None:
+            members = self.rooms.get(room)
+            if not members:
+                return
+            # a snapshot: later joins and leaves do not change who got it
+            snapshot = self._snapshots[room] = tuple(members)
+        box.cast(snapshot, data)
 
     def _listing(self, room: str) -> str:
         """``#room (N): a, b, ...`` with at most ``LIST_NAMES`` names, so the
@@ -533,8 +590,9 @@ class ChatHub:
 
     def _enter(self, client: Client, room: str, box: Outbox, show_members: bool = True) -> None:
         members = self.rooms.setdefault(room, {})
-        box.cast(tuple(members), encode_line(f"* {client.nick} joined #{room}"))
+        self._broadcast(room, encode_line(f"* {client.nick} joined #{room}"), box)
         members[client.cid] = None
+        self._snapshots.pop(room, None)
         client.room = room
         if show_members:
             box.send(client.cid, encode_line(f"* now in {self._listing(room)}"))
@@ -545,6 +603,7 @@ class ChatHub:
             return
         members = self.rooms.get(room, {})
         members.pop(client.cid, None)
+        self._snapshots.pop(room, None)
         client.room = None
         if not members and room != self.config.default_room:
             self.rooms.pop(room, None)  # empty rooms vanish; the default room stays

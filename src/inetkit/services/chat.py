@@ -2,7 +2,14 @@
 
 Protocol, commands and the seed-compatibility rules live in
 ``inetkit.proto.chat`` (sans-IO); this module only moves bytes between
-asyncio streams and the shared ``ChatHub`` and applies the I/O policies:
+the connections and the shared ``ChatHub`` and applies the I/O policies:
+
+- **Cheap fan-out**: after a connection's first read, its transport is
+  switched from the asyncio stream to a small protocol that feeds each
+  chunk straight into the hub; the hub's output of one event-loop pass is
+  flushed once, one write per recipient (a room's bytes joined once and
+  the same object handed to every member).  Per recipient, order is the
+  hub's order.
 
 - **Shared state**: one hub per listener, in the daemon's event loop, so the
   service runs only under the ``async`` model (fork/exec/thread would split
@@ -41,7 +48,9 @@ from inetkit.proto.chat import (
 from inetkit.services.base import ConnectionContext, Service
 from inetkit.services.options import Option, non_negative, positive
 
-READ_CHUNK = 65536
+#: first read through the stream: large enough to take everything the
+#: StreamReader may already hold (its limit is 64 KiB, it pauses at twice that)
+FIRST_READ = 1 << 24
 
 
 def _room(value: Any) -> str | None:
@@ -49,14 +58,57 @@ def _room(value: Any) -> str | None:
 
 
 class _Conn:
-    """One live connection: its writer, transport (cached: the hot path) and context."""
+    """One live connection: its writer, transport (cached: the hot path),
+    context, and ``ended``, resolved with the reason the session is over."""
 
-    __slots__ = ("ctx", "transport", "writer")
+    __slots__ = ("ctx", "ended", "last", "transport", "writer")
 
-    def __init__(self, writer: asyncio.StreamWriter, ctx: ConnectionContext) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, ctx: ConnectionContext, ended: asyncio.Future[str]) -> None:
         self.writer = writer
         self.transport = writer.transport
         self.ctx = ctx
+        self.ended = ended
+        self.last = time.monotonic()
+
+    def end(self, reason: str) -> None:
+        if not self.ended.done():
+            self.ended.set_result(reason)
+
+
+class _ChatProtocol(asyncio.Protocol):
+    """Takes over a connection's transport from the StreamReader after the
+    first read: each chunk goes straight from ``data_received`` into the hub.
+
+    Why not keep reading through the stream: every ``await reader.read()``
+    costs a future, a task step and an ``asyncio.timeout`` timer, once per
+    chunk per client; under a 100-sender flood that was a visible part of
+    the server's CPU.  ``connection_lost`` is passed on to the stream's own
+    protocol so the reader and writer still see the connection end.
+    """
+
+    def __init__(self, service: ChatService, cid: int, conn: _Conn, stream_protocol: asyncio.BaseProtocol) -> None:
+        self.service = service
+        self.cid = cid
+        self.conn = conn
+        self.stream_protocol = stream_protocol
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.service._receive(self.cid, self.conn, data)
+        except Exception as exc:  # a bug must end this session, not the loop's callback
+            if not self.conn.ended.done():
+                self.conn.ended.set_exception(exc)
+
+    def eof_received(self) -> bool:
+        # half-closed: write what is queued for it (a closing transport is
+        # skipped by the flush), then let the transport close; connection_lost
+        # ends the session
+        self.service._flush()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.end("connection reset" if isinstance(exc, ConnectionError) else "disconnected")
+        self.stream_protocol.connection_lost(exc)
 
 
 class ChatService(Service):
@@ -94,10 +146,14 @@ class ChatService(Service):
         self.sndbuf: int = o.sndbuf
         self.conns: dict[int, _Conn] = {}
         self._ids = itertools.count(1)
+        #: output of every event handled since the last flush (see _flush)
+        self._pending = Outbox()
+        self._flush_handle: asyncio.Handle | None = None
 
     # -- one connection ------------------------------------------------------------
     async def handle_async(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ConnectionContext) -> None:
         cid = next(self._ids)
+        transport = writer.transport
         if self.sndbuf:
             # a fixed kernel buffer: autotuning would let a stalled reader hold
             # megabytes in the kernel before our own queue cap even sees it
@@ -107,59 +163,127 @@ class ChatService(Service):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
                 except OSError:
                     pass
-        self.conns[cid] = _Conn(writer, ctx)
+        loop = asyncio.get_running_loop()
+        conn = self.conns[cid] = _Conn(writer, ctx, loop.create_future())
+        idle = ctx.service.idle_timeout
+        watchdog: asyncio.TimerHandle | None = None
         reason = "disconnected"
         try:
             self._apply(self.hub.connect(cid, ctx.peer[0], time.monotonic()))
-            idle = ctx.service.idle_timeout
-            while cid in self.hub.clients and not writer.transport.is_closing():
-                try:
-                    async with asyncio.timeout(idle):
-                        data = await reader.read(READ_CHUNK)
-                except TimeoutError:
-                    reason = f"idle for {idle:g} s"
-                    self._write(cid, encode_line(f"* no line from you for {idle:g} s; bye"))
-                    break
-                if not data:
-                    break
-                ctx.bytes_in += len(data)
-                self._apply(self.hub.receive(cid, data, time.monotonic()))
+            if cid not in self.hub.clients:  # refused (per-source limit): already closing
+                return
+            # The first read goes through the stream (it may already hold
+            # bytes that arrived before this task ran); read() takes all of
+            # them, and nothing can be added to the reader until the next
+            # await, so the protocol switch below loses nothing.
+            try:
+                async with asyncio.timeout(idle):
+                    data = await reader.read(FIRST_READ)
+            except TimeoutError:
+                reason = self._idle_out(cid, idle or 0.0)
+                return
+            if data:
+                self._receive(cid, conn, data)
+            if not data or reader.at_eof() or cid not in self.hub.clients or transport.is_closing():
+                return  # EOF, or the first chunk already ended the session (exit, /quit)
+            transport.set_protocol(_ChatProtocol(self, cid, conn, transport.get_protocol()))
+            if idle:
+                limit: float = idle
+
+                def check_idle() -> None:
+                    nonlocal watchdog
+                    quiet = time.monotonic() - conn.last
+                    if quiet >= limit:
+                        conn.end(self._idle_out(cid, limit))
+                    else:
+                        watchdog = loop.call_later(limit - quiet, check_idle)
+
+                watchdog = loop.call_later(limit, check_idle)
+            reason = await conn.ended
         except ConnectionError:
             reason = "connection reset"
         finally:
+            if watchdog is not None:
+                watchdog.cancel()
             if cid in self.hub.clients:
                 self._apply(self.hub.disconnect(cid, reason))
+            # the model closes the writer when we return: what is queued for
+            # this client goes out first
+            self._flush()
             self.conns.pop(cid, None)
             if reason.startswith("idle"):
                 ctx.log.info("chat: %s: %s", ctx.peer_text, reason)
 
+    def _receive(self, cid: int, conn: _Conn, data: bytes) -> None:
+        now = time.monotonic()
+        conn.last = now
+        conn.ctx.bytes_in += len(data)
+        self._apply(self.hub.receive(cid, data, now))
+
+    def _idle_out(self, cid: int, idle: float) -> str:
+        self._write(cid, encode_line(f"* no line from you for {idle:g} s; bye"))
+        return f"idle for {idle:g} s"
+
     # -- applying the hub's output ---------------------------------------------------
     def _apply(self, box: Outbox) -> None:
+        """Queue ``box``'s output for the flush at the end of this loop pass;
+        its close orders flush at once (the goodbye must go out first)."""
+        if box.ops:
+            self._pending.absorb(box)
+            if self._flush_handle is None:
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        if box.closes:
+            self._flush()
+            conns = self.conns
+            for cid, why in box.closes:
+                conn = conns.get(cid)
+                if conn is not None and not conn.transport.is_closing():
+                    if why not in ("quit", "exit"):
+                        conn.ctx.log.warning("chat: closing %s: %s", conn.ctx.peer_text, why)
+                    conn.writer.close()  # flushes the goodbye, then closes
+                if conn is not None:
+                    conn.end(why)
+
+    def _flush(self) -> None:
+        """Write everything queued since the last flush: one write per recipient.
+
+        Why deferred: under load many clients' lines arrive in one pass of
+        the event loop; writing each line to each member at once costs a
+        system call per line per member, while one flush per pass writes
+        each member one joined chunk (the same bytes object for a whole
+        room).  The flush runs as the loop's next callback, so a message
+        waits microseconds, never a timer.
+        """
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        pending = self._pending
+        if not pending.ops:
+            return
+        self._pending = Outbox()
         overflowed: list[int] = []
         conns = self.conns
         cap = self.queue_bytes
         # the fan-out hot path: a thousand members per room message
-        for cid, data in box.items():
-            conn = conns.get(cid)
-            if conn is None:
-                continue
-            transport = conn.transport
-            if transport.is_closing():
-                continue
-            transport.write(data)
-            conn.ctx.bytes_out += len(data)
-            if transport.get_write_buffer_size() > cap:
-                overflowed.append(cid)
-        for cid, why in box.closes:
-            conn = conns.get(cid)
-            if conn is not None and not conn.transport.is_closing():
-                if why not in ("quit", "exit"):
-                    conn.ctx.log.warning("chat: closing %s: %s", conn.ctx.peer_text, why)
-                conn.writer.close()  # flushes the goodbye, then closes
+        for targets, data in pending.writes():
+            size = len(data)
+            for cid in targets:
+                conn = conns.get(cid)
+                if conn is None:
+                    continue
+                transport = conn.transport
+                if transport.is_closing():
+                    continue
+                transport.write(data)
+                conn.ctx.bytes_out += size
+                if transport.get_write_buffer_size() > cap:
+                    overflowed.append(cid)
         for cid in overflowed:
             self._drop(cid)
 
     def _write(self, cid: int, data: bytes) -> None:
+        """Write to one client now, after everything queued for it."""
+        self._flush()
         conn = self.conns.get(cid)
         if conn is not None and not conn.transport.is_closing():
             conn.transport.write(data)
@@ -177,13 +301,15 @@ class ChatService(Service):
             conn.transport.get_write_buffer_size(), self.queue_bytes,
         )
         conn.transport.abort()  # discard its queue: waiting for it is what we must not do
-        # its leave notice goes to the others now, in order with what they already got
+        conn.end("too slow: output queue overflow")
+        # its leave notice goes to the others, in order with what they already got
         self._apply(self.hub.disconnect(cid, "too slow: output queue overflow"))
 
     # -- lifecycle ---------------------------------------------------------------------
     def begin_stop(self) -> None:
         """The daemon is stopping: chat sessions never end on their own, so
         tell every client and close (flushing what is queued) right away."""
+        self._flush()
         notice = encode_line("* server shutting down; bye")
         for conn in list(self.conns.values()):
             if not conn.transport.is_closing():
