@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 from inetkit.io.addresses import plain_address
+from inetkit.models.instant import serve_instant
 from inetkit.models.runtime import ServiceRuntime
 from inetkit.models.streams import has_session, protocol_factory
 from inetkit.services.base import ConnectionContext
@@ -16,6 +17,9 @@ async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
     service = rt.service
     assert service is not None
     loop = asyncio.get_running_loop()
+    if service.instant_reply and service.handle_async is None:
+        await serve_instant(listener, rt)
+        return
     if service.handle_async is None and has_session(service):
         server = await loop.create_server(protocol_factory(rt), sock=listener, backlog=rt.config.backlog)
     else:

@@ -64,8 +64,18 @@ def chargen_datagram(counter: int) -> bytes:
 
 
 def daytime_text(now: float) -> bytes:
-    """RFC 867 leaves the format free; this is inetd's ctime() form, in UTC."""
-    return _time.strftime("%a %b %d %H:%M:%S %Y", _time.gmtime(now)).encode("ascii") + b"\r\n"
+    """RFC 867 leaves the format free; this is inetd's ctime() form, in UTC.
+    The text changes once a second, so the last one is kept (a busy daytime
+    service would otherwise format the same line thousands of times)."""
+    global _daytime_cache
+    second = int(now)
+    if _daytime_cache[0] != second:
+        text = _time.strftime("%a %b %d %H:%M:%S %Y", _time.gmtime(second)).encode("ascii") + b"\r\n"
+        _daytime_cache = (second, text)
+    return _daytime_cache[1]
+
+
+_daytime_cache: tuple[int, bytes] = (-1, b"")
 
 
 def time_bytes(now: float) -> bytes:

@@ -151,6 +151,11 @@ class Service:
     #: async model use asyncio streams instead of the session protocol
     handle_async: ClassVar[Any] = None
 
+    #: the session's ``start()`` is the whole answer and it closes at once,
+    #: reading nothing (daytime, time): the async model then replies straight
+    #: from the accepted socket (models/instant.py), without a transport
+    instant_reply: ClassVar[bool] = False
+
     # -- UDP ---------------------------------------------------------------
     def handle_datagram(self, data: bytes, ctx: ConnectionContext) -> Iterable[bytes]:
         """Replies to one datagram, each sent back to ``ctx.peer``."""

@@ -68,6 +68,7 @@ class ChargenService(_Internal):
 class DaytimeService(_Internal):
     name = "daytime"
     summary = "RFC 867 daytime: the date and time as text"
+    instant_reply = True
 
     def open_session(self, ctx: ConnectionContext) -> StreamSession:
         return core.OneShotSession(core.daytime_text(time.time()))
@@ -81,6 +82,7 @@ class DaytimeService(_Internal):
 class TimeService(_Internal):
     name = "time"
     summary = "RFC 868 time: seconds since 1900 as 32 bits"
+    instant_reply = True
 
     def open_session(self, ctx: ConnectionContext) -> StreamSession:
         return core.OneShotSession(core.time_bytes(time.time()))

@@ -1,0 +1,157 @@
+"""The async model's path for services that answer at accept time and close
+(daytime, time): accept, send the reply, close: no transport, no protocol.
+
+Why a path of its own: for such a connection the framework's usual costs
+(a uvloop transport with its epoll registration and deregistration, the
+TCP_NODELAY setsockopt, two address lookups, a protocol object, idle
+timers) are most of what the daemon spends, and the answer never depends on
+anything the peer sends.  inetd and xinetd serve their internal daytime and
+time the same way, in-process, straight from the accepted descriptor.
+
+What stays the same as on the session path: access rules, limits and the
+per-source rate (``admit``), the counters and the one log line per
+connection (``finished``).  The reply goes out with MSG_DONTWAIT: it is a
+few dozen bytes into an empty send buffer, so it always fits; if it ever
+does not (a service with a larger reply), the rest is handed to an ordinary
+transport, which sends it under flow control before closing.
+"""
+
+from __future__ import annotations
+
+import _socket
+import asyncio
+import errno
+import socket
+from typing import Any
+
+from inetkit.io.addresses import plain_address
+from inetkit.models.accept import PER_CONNECTION, TRANSIENT
+from inetkit.models.runtime import ServiceRuntime
+from inetkit.services.base import ConnectionContext
+
+#: connections accepted per readiness callback before yielding to the loop
+ACCEPT_BATCH = 64
+#: outcome of a send that failed because the peer was already gone
+_GONE = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN}
+
+
+async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
+    """Serve ``listener`` until cancelled, one reply per accepted connection."""
+    service = rt.service
+    assert service is not None
+    loop = asyncio.get_running_loop()
+    listener.setblocking(False)
+    fd = listener.fileno()
+    open_session = service.open_session
+    service_ctx = rt.ctx
+    admit, finished = rt.admit, rt.finished
+    # A listener bound to one address has one local address; a wildcard one
+    # needs getsockname() per connection.
+    bound = plain_address(listener.getsockname())
+    wildcard = bound[0] in ("0.0.0.0", "::")
+    backoff = 0.01
+    # socket.accept() converts family and type to enums and builds a
+    # socket.socket per connection (about 1 µs); the C-level pieces it is
+    # made of do the same job: accept4 (non-blocking, close-on-exec) and a
+    # plain _socket.socket around the descriptor.
+    raw_accept = listener._accept  # type: ignore[attr-defined]
+    family, kind, proto = listener.family, listener.type, listener.proto
+
+    def serve_one(conn: _socket.socket, addr: Any) -> None:
+        local = plain_address(conn.getsockname()) if wildcard else bound
+        ctx = ConnectionContext(service_ctx, plain_address(addr), local)
+        if not admit(ctx):
+            conn.close()
+            return
+        outcome = "ok"
+        try:
+            session = open_session(ctx)
+            reply = session.start()
+            if not session.closing or session.producing:
+                raise RuntimeError(f"{type(session).__name__} does not answer at once and close "
+                                   "(its service must not set instant_reply)")
+            sent = conn.send(reply, socket.MSG_DONTWAIT) if reply else 0
+            ctx.bytes_out += sent
+            if sent < len(reply):
+                _finish_later(loop, conn, reply[sent:], ctx, finished)
+                return
+        except BlockingIOError:
+            _finish_later(loop, conn, reply, ctx, finished)
+            return
+        except OSError as exc:
+            outcome = "reset" if exc.errno in _GONE else "error"
+        except Exception as exc:  # a broken service must not take the loop down
+            outcome = "error"
+            service_ctx.log.error("%s: session failed for %s: %r", service_ctx.name, ctx.peer_text, exc)
+        conn.close()
+        finished(ctx, outcome)
+
+    def on_readable() -> None:
+        nonlocal backoff
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn_fd, addr = raw_accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in PER_CONNECTION:
+                    continue
+                if exc.errno in TRANSIENT:
+                    # out of descriptors or memory: stop accepting for a while
+                    rt.ctx.log.warning("%s: accept: %s; retrying in %.2fs", rt.config.name, exc.strerror, backoff)
+                    loop.remove_reader(fd)
+                    loop.call_later(backoff, _resume)
+                    backoff = min(backoff * 2, 1.0)
+                    return
+                raise
+            backoff = 0.01
+            serve_one(_socket.socket(family, kind, proto, conn_fd), addr)
+
+    def _resume() -> None:
+        if not stopped.done():
+            loop.add_reader(fd, on_readable)
+
+    stopped: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, on_readable)
+    try:
+        await stopped  # runs until the daemon cancels this listener
+    finally:
+        loop.remove_reader(fd)
+
+
+class _Remainder(asyncio.Protocol):
+    """Sends what the first send could not, then closes (rare: see module doc)."""
+
+    def __init__(self, data: bytes, ctx: ConnectionContext, finished: Any) -> None:
+        self.data, self.ctx, self.finished = data, ctx, finished
+        self.outcome = "ok"
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.ctx.bytes_out += len(self.data)
+        transport.write(self.data)  # type: ignore[attr-defined]
+        transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.outcome = "reset" if isinstance(exc, ConnectionError) else "error"
+        self.finished(self.ctx, self.outcome)
+
+
+def _finish_later(loop: asyncio.AbstractEventLoop, raw: _socket.socket, rest: bytes,
+                  ctx: ConnectionContext, finished: Any) -> None:
+    conn = socket.socket(raw.family, raw.type, raw.proto, raw.detach())
+
+    async def hand_over() -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: _Remainder(rest, ctx, finished), conn)
+        except OSError:
+            conn.close()
+            finished(ctx, "reset")
+
+    task = loop.create_task(hand_over())
+    _HANDOVERS.add(task)
+    task.add_done_callback(_HANDOVERS.discard)
+
+
+#: hand-over tasks still running; kept referenced so they are not collected
+_HANDOVERS: set[asyncio.Task[None]] = set()

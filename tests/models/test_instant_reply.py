@@ -1,0 +1,87 @@
+"""The async model's reply-at-accept path (models/instant.py): daytime and
+time, plus services made up here for its rare branches (a reply larger than
+the socket takes at once, a session that wrongly claims to answer at once)."""
+
+from __future__ import annotations
+
+from inetkit.config.schema import Limits
+from inetkit.proto import internal as core
+from inetkit.services.base import ConnectionContext, StreamSession
+from inetkit.services.internal import DaytimeService
+from inetkit.testing.net import connect, recv_all
+from inetkit.testing.running import running_service
+
+BIG = bytes(range(256)) * 32768  # 8 MiB: more than one send into a fresh socket takes
+
+
+class BigReplyService(DaytimeService):
+    """Answers 8 MiB at once: the first send cannot take it all."""
+
+    name = "big-reply"
+
+    def open_session(self, ctx: ConnectionContext) -> StreamSession:
+        return core.OneShotSession(BIG)
+
+
+class _Chatty(StreamSession):
+    def start(self) -> bytes:
+        return b"hello\r\n"  # but does not close: not an instant reply
+
+
+class MisdeclaredService(DaytimeService):
+    name = "misdeclared"
+
+    def open_session(self, ctx: ConnectionContext) -> StreamSession:
+        return _Chatty()
+
+
+def _counters(svc):  # type: ignore[no-untyped-def]
+    return svc.call(lambda: dict(svc.runtime.counters.as_dict()))
+
+
+def test_daytime_async_answers_from_the_accepted_socket() -> None:
+    with running_service("daytime", model="async") as svc:
+        for _ in range(20):
+            with connect(svc.address) as c:
+                line = recv_all(c)
+            assert line.endswith(b"\r\n") and len(line.split()) == 5
+        counters = _counters(svc)
+        assert counters["accepted"] == 20
+        assert counters["bytes_out"] == 20 * len(line)
+        assert counters["errors"] == 0
+        assert svc.call(lambda: len(svc.runtime.live)) == 0  # nothing left open
+
+
+def test_time_async_answers_four_bytes() -> None:
+    with running_service("time", model="async") as svc:
+        with connect(svc.address) as c:
+            assert len(recv_all(c)) == 4
+
+
+def test_access_rules_refuse_before_any_reply() -> None:
+    with running_service("daytime", model="async", limits=Limits(deny=("127.0.0.0/8",))) as svc:
+        with connect(svc.address) as c:
+            try:
+                data = recv_all(c)
+            except ConnectionResetError:
+                data = b""
+        assert data == b""
+        counters = _counters(svc)
+        assert counters["refused"] == 1 and counters["accepted"] == 0
+
+
+def test_a_reply_larger_than_one_send_is_finished_by_a_transport() -> None:
+    with running_service(f"{__name__}:BigReplyService", model="async") as svc:
+        with connect(svc.address) as c:
+            got = recv_all(c)
+        assert got == BIG
+        counters = _counters(svc)
+        assert counters["bytes_out"] == len(BIG) and counters["errors"] == 0
+
+
+def test_a_session_that_does_not_close_is_an_error_not_a_crash() -> None:
+    with running_service(f"{__name__}:MisdeclaredService", model="async") as svc:
+        for _ in range(2):  # the listener keeps serving after the failure
+            with connect(svc.address) as c:
+                assert recv_all(c) == b""
+        assert _counters(svc)["errors"] == 2
