@@ -179,25 +179,29 @@ class ConnectionLog:
 
     def _plain_batch(self, entries: list[tuple[Any, ...]], offset: float) -> str:
         """``_format`` for a whole batch of plain lines, in one loop (the
-        common case, about twice as fast as a call per line)."""
+        common case).  One ``%`` format per line: measured about twice as
+        fast as the equivalent f-string with its ``int()`` and format specs."""
         out = []
+        append = out.append
         heads = self._heads
         mypid = self.pid
+        second, stamp = self._second, self._stamp
         for end, service, peer, model, pid, started, bytes_in, bytes_out, outcome in entries:
             now = end + offset
-            second = int(now)
-            if second != self._second:
-                self._refresh(second)
+            if now - second >= 1.0 or now < second:
+                self._refresh(int(now))
+                second, stamp = self._second, self._stamp
             head = heads.get((service, model))
             if head is None:
                 head = heads[(service, model)] = (f" inetkit[{mypid}] INFO {printable(service)} ",
                                                   f" {printable(model)} pid=")
             if isinstance(peer, str):
-                where = peer
+                host, port, line = peer, "", _LINE_TEXT_PEER
             else:
-                where = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
-            out.append(f"{self._stamp},{int((now - second) * 1000):03d}{head[0]}{where}{head[1]}{pid or mypid} "
-                       f"{end - started if started is not None else 0.0:.3f}s in={bytes_in} out={bytes_out} {outcome}\n")
+                host, port = peer
+                line = _LINE_V6 if ":" in host else _LINE_V4
+            append(line % (stamp, (now - second) * 1000, head[0], host, port, head[1], pid or mypid,
+                           end - started if started is not None else 0.0, bytes_in, bytes_out, outcome))
         return "".join(out)
 
     def _emit(self, data: str) -> None:
@@ -207,6 +211,12 @@ class ConnectionLog:
         except (OSError, ValueError):
             pass  # a closed or broken stderr must not take a connection down
 
+
+#: the plain connection line, by the form of the peer: (host, port) for
+#: IPv4 and IPv6, or text already formatted (the port part then empty)
+_LINE_V4 = "%s,%03d%s%s:%d%s%d %.3fs in=%d out=%d %s\n"
+_LINE_V6 = "%s,%03d%s[%s]:%d%s%d %.3fs in=%d out=%d %s\n"
+_LINE_TEXT_PEER = "%s,%03d%s%s%s%s%d %.3fs in=%d out=%d %s\n"
 
 _connection_log: ConnectionLog | None = None
 
