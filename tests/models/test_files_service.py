@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from inetkit.clients.files import BUFFER, TransferError, download, list_files, upload
+from inetkit.io.filehash import blake3_available, new_hash
 from inetkit.proto.filexfer import RESERVED, Entry, PutRequest
 from inetkit.testing.cutproxy import CutProxy
 from inetkit.testing.net import connect
@@ -32,6 +33,12 @@ MODELS = ["async", "iterative", "thread", "fork"]
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def b3(data: bytes) -> str:
+    digest = new_hash("blake3")
+    digest.update(data)
+    return str(digest.hexdigest())
 
 
 def files_service(root: Path, model: str = "async", **options: Any) -> Any:
@@ -260,7 +267,9 @@ def test_download_resumes_after_a_cut_at_a_random_offset(model: str, root: Path,
             download(*proxy.address, "f", str(out))
         assert "--resume" in str(info.value) and not out.exists()
         kept = Path(str(out) + ".part").stat().st_size
-        header = len(b"FILE %d %s\n" % (len(data), sha(data).encode()))
+        # the default GET asks for the BLAKE3 too (when installed): FILE carries both digests
+        digests = sha(data) + (" " + b3(data) if blake3_available() else "")
+        header = len(b"FILE %d %s\n" % (len(data), digests.encode()))
         assert kept == cut - header  # every byte that got through is kept
         result = download(*proxy.address, "f", str(out), resume=True)
         assert result.offset == kept and proxy.cut_count == 1
@@ -284,14 +293,16 @@ def test_upload_resumes_after_a_cut_at_a_random_offset(root: Path, tmp_path: Pat
     assert (root / "f").read_bytes() == data and no_partials(root)
 
 
-def test_resume_with_a_corrupted_local_part_is_detected(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("check", ["sha256", "blake3"])
+def test_resume_with_a_corrupted_local_part_is_detected(check: str, root: Path, tmp_path: Path) -> None:
     data = random.Random(3).randbytes(100_000)
     (root / "f").write_bytes(data)
     out = tmp_path / "out"
     Path(str(out) + ".part").write_bytes(b"\xff" * 1000)  # not a prefix of the file
     with files_service(root) as service, pytest.raises(TransferError) as info:
-        download(*service.address, "f", str(out), resume=True)
-    assert info.value.kind == "integrity" and "SHA-256 mismatch" in str(info.value)
+        download(*service.address, "f", str(out), resume=True, check=check)
+    label = {"sha256": "SHA-256", "blake3": "BLAKE3"}[check]
+    assert info.value.kind == "integrity" and f"{label} mismatch" in str(info.value)
     assert not out.exists() and not Path(str(out) + ".part").exists()
 
 
@@ -427,13 +438,14 @@ def test_a_slow_hash_sends_wait_lines_instead_of_going_silent(model: str, monkey
     data = b"slowly hashed" * 1000
     (root / "f").write_bytes(data)
     (root / "g").write_bytes(data + b"!")
-    real_sha256_fd = files_module.sha256_fd
+    real_hash_fd = files_module.hash_fd
 
-    def slow_sha256_fd(fd: int, length: int | None = None, progress: list[int] | None = None) -> str:
+    def slow_hash_fd(fd: int, names: list[str], length: int | None = None,
+                     progress: list[int] | None = None) -> list[str]:
         time.sleep(1.0)  # a big file on a busy disk, in miniature
-        return real_sha256_fd(fd, length, progress)
+        return real_hash_fd(fd, names, length, progress)
 
-    monkeypatch.setattr(files_module, "sha256_fd", slow_sha256_fd)
+    monkeypatch.setattr(files_module, "hash_fd", slow_hash_fd)
     monkeypatch.setattr(files_module.FilesService, "wait_interval", 0.1)
     with files_service(root, model) as service:
         # a client whose timeout is shorter than the hash still gets the file
@@ -456,3 +468,90 @@ def test_an_unusable_root_is_a_config_error(tmp_path: Path) -> None:
     created = tmp_path / "new" / "root"
     FilesService({"root": str(created)})
     assert created.is_dir()
+
+
+# -- the digest a download verifies (BLAKE3 by default, SHA-256 on request) -----------------
+
+
+@pytest.mark.parametrize("model", ["async", "thread"])
+def test_get_asking_for_blake3_announces_both_digests_and_caches_them(model: str, root: Path, tmp_path: Path) -> None:
+    data = random.Random(21).randbytes(300_000)
+    (root / "f").write_bytes(data)
+    with files_service(root, model) as service:
+        reply = raw_exchange(service.address, b"FX1 GET f 0 blake3\n", limit=1 << 20)
+        header, body = reply.split(b"\n", 1)
+        assert header == b"FILE %d %s %s" % (len(data), sha(data).encode(), b3(data).encode()) and body == data
+        files = service.runtime.service
+        st = os.stat(root / "f")
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        assert files._digests.get(key) == sha(data) and files._blake3.get(key) == b3(data)
+        plain = raw_exchange(service.address, b"FX1 GET f 0\n", limit=1 << 20)
+        assert plain.split(b"\n", 1)[0] == b"FILE %d %s" % (len(data), sha(data).encode())
+
+
+@pytest.mark.parametrize("check", ["auto", "sha256", "blake3"])
+def test_download_reports_the_digest_it_verified(check: str, root: Path, tmp_path: Path) -> None:
+    data = random.Random(22).randbytes(200_000)
+    (root / "f").write_bytes(data)
+    with files_service(root) as service:
+        result = download(*service.address, "f", str(tmp_path / "out"), check=check)
+    assert (tmp_path / "out").read_bytes() == data and result.digest == sha(data)
+    used = "blake3" if check == "auto" else check
+    assert result.check == used and result.checked == (b3(data) if used == "blake3" else sha(data))
+
+
+def test_a_server_without_blake3_refuses_it_and_auto_falls_back_to_sha256(monkeypatch: pytest.MonkeyPatch,
+                                                                           root: Path, tmp_path: Path) -> None:
+    import inetkit.services.files as files_module
+
+    monkeypatch.setattr(files_module, "blake3_available", lambda: False)
+    data = random.Random(23).randbytes(100_000)
+    (root / "f").write_bytes(data)
+    with files_service(root) as service:
+        reply = raw_exchange(service.address, b"FX1 GET f 0 blake3\n")
+        assert reply.startswith(b"ERR 400 ")
+        result = download(*service.address, "f", str(tmp_path / "out"))
+        assert (result.check, result.checked) == ("sha256", sha(data)) and (tmp_path / "out").read_bytes() == data
+        with pytest.raises(TransferError) as info:
+            download(*service.address, "f", str(tmp_path / "other"), check="blake3")
+    assert info.value.kind == "refused" and info.value.status == 400 and "BLAKE3" in str(info.value)
+    assert not (tmp_path / "other").exists() and not (tmp_path / "other.part").exists()
+
+
+def test_a_client_without_blake3_uses_sha256(monkeypatch: pytest.MonkeyPatch, root: Path, tmp_path: Path) -> None:
+    import inetkit.clients.files as client_module
+
+    monkeypatch.setattr(client_module, "blake3_available", lambda: False)
+    data = b"no blake3 here" * 100
+    (root / "f").write_bytes(data)
+    with files_service(root) as service:
+        result = download(*service.address, "f", str(tmp_path / "out"))
+        assert (result.check, result.checked) == ("sha256", sha(data))
+        with pytest.raises(TransferError) as info:
+            download(*service.address, "f", str(tmp_path / "out2"), check="blake3")
+    assert info.value.kind == "local" and "pip install blake3" in str(info.value)
+
+
+def test_blake3_verification_to_a_pipe(root: Path) -> None:
+    """Outputs that are not regular files (``-o -``: a pipe) take the copying
+    path (recv_into + write, hashed on a helper thread), BLAKE3 included."""
+    import inetkit.clients.files as client_module
+
+    data = random.Random(24).randbytes(3 * BUFFER + 17)
+    (root / "f").write_bytes(data)
+    read_fd, write_fd = os.pipe()
+    received: list[bytes] = []
+
+    def drain() -> None:
+        with os.fdopen(read_fd, "rb") as pipe:
+            received.append(pipe.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        with files_service(root) as service, connect(service.address, timeout=10) as sock:
+            header, checked = client_module._download_on(sock, "f", write_fd, 0, None, True, "blake3")
+    finally:
+        os.close(write_fd)
+        reader.join(10)
+    assert received == [data] and (header.blake3, checked) == (b3(data), b3(data))

@@ -23,6 +23,7 @@ DIGEST = hashlib.sha256(b"hello").hexdigest()
         fx.ListRequest(),
         fx.GetRequest("a.txt", 0),
         fx.GetRequest("dir/with space/ünï©ode.bin", 12345),
+        fx.GetRequest("a.txt", 7, "blake3"),
         fx.PutRequest("x", 0, DIGEST),
         fx.PutRequest("deep/" * 10 + "f", fx.MAX_NUMBER, DIGEST),
     ],
@@ -31,6 +32,8 @@ def test_request_round_trip(request_: fx.Request) -> None:
     wire = request_.encode()
     assert wire.endswith(b"\n") and len(wire) <= fx.MAX_LINE
     fields = {fx.ListRequest: 2, fx.GetRequest: 4, fx.PutRequest: 5}[type(request_)]
+    if isinstance(request_, fx.GetRequest) and request_.check == "blake3":
+        fields += 1  # the optional digest field
     assert len(wire.rstrip(b"\n").split(b" ")) == fields  # names never carry a space
     assert fx.parse_request(wire) == request_
 
@@ -53,6 +56,9 @@ def test_names_are_percent_encoded_on_the_wire() -> None:
         (b"FX1 list\n", 400),
         (b"FX1 LIST extra\n", 400),
         (b"FX1 GET a\n", 400),
+        (b"FX1 GET a 0 sha256\n", 400),  # SHA-256 is never asked for: it always comes
+        (b"FX1 GET a 0 BLAKE3\n", 400),
+        (b"FX1 GET a 0 blake3 x\n", 400),
         (b"FX1 PUT a 1 " + DIGEST.upper().encode() + b"\n", 400),  # digest must be lowercase
         (b"FX1 PUT a 1 abc\n", 400),
         (b"FX1 GET a 9223372036854775808\n", 400),  # 2**63
@@ -150,6 +156,44 @@ def test_client_get_counts_the_body() -> None:
     core2.handle_line(b"FILE 2 " + DIGEST.encode() + b"\n")
     with pytest.raises(fx.FilexferError):
         core2.body_received(3)  # more than announced
+
+
+B3 = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"  # BLAKE3 of b""
+
+
+def test_get_asking_for_blake3_gets_both_digests() -> None:
+    server = fx.ServerTransfer()
+    request = server.handle_line(b"FX1 GET f 0 blake3\n")
+    assert request == fx.GetRequest("f", 0, "blake3")
+    with pytest.raises(LocalProtocolError):
+        server.file(10, DIGEST)  # asked for BLAKE3: the server must announce it
+    line = server.file(10, DIGEST, B3)
+    assert line == b"FILE 10 %s %s\n" % (DIGEST.encode(), B3.encode())
+    client = fx.ClientTransfer(fx.GetRequest("f", 0, "blake3"))
+    assert client.start() == b"FX1 GET f 0 blake3\n"
+    assert client.handle_line(line) == fx.FileHeader(10, DIGEST, B3)
+    assert client.body_remaining == 10
+
+
+def test_the_file_line_must_carry_exactly_the_digests_asked_for() -> None:
+    plain = fx.ServerTransfer()
+    plain.handle_line(b"FX1 GET f 0\n")
+    with pytest.raises(LocalProtocolError):
+        plain.file(10, DIGEST, B3)  # nobody asked for it
+    # an older server ignoring the request (or a server volunteering a BLAKE3) is a protocol error
+    asked = fx.ClientTransfer(fx.GetRequest("f", 0, "blake3"))
+    asked.start()
+    with pytest.raises(fx.FilexferError):
+        asked.handle_line(b"FILE 10 " + DIGEST.encode() + b"\n")
+    assert asked.state is fx.State.FAILED
+    unasked = fx.ClientTransfer(fx.GetRequest("f", 0))
+    unasked.start()
+    with pytest.raises(fx.FilexferError):
+        unasked.handle_line(b"FILE 10 %s %s\n" % (DIGEST.encode(), B3.encode()))
+    with pytest.raises(fx.FilexferError):
+        fx.parse_reply(b"FILE 10 %s %s\n" % (DIGEST.encode(), B3.upper().encode()), "FILE")
+    with pytest.raises(LocalProtocolError):
+        fx.GetRequest("f", 0, "md5").encode()
 
 
 def test_client_get_offset_beyond_size_is_an_error() -> None:

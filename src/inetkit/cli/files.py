@@ -1,7 +1,8 @@
 """``inetkit send`` / ``get`` / ``ls``: the client of the ``files`` service (FX1).
 
     inetkit send FILE HOST PORT [--as NAME]         (FILE '-': standard input)
-    inetkit get HOST PORT NAME [-o FILE] [--resume] (FILE '-': standard output)
+    inetkit get HOST PORT NAME [-o FILE] [--resume] [--check auto|sha256|blake3]
+                                                    (FILE '-': standard output)
     inetkit ls HOST PORT
 
 On a terminal a progress bar shows rate and ETA (rich, on stderr); piped, the
@@ -31,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("name", help="file name on the server (see `inetkit ls`)")
         parser.add_argument("-o", "--output", help="where to save ('-': standard output; default: NAME's base name)")
         parser.add_argument("--resume", action="store_true", help="continue OUTPUT.part left by an interrupted get")
+        parser.add_argument("--check", choices=("auto", "sha256", "blake3"), default="auto",
+                            help="digest verified over the whole file (default auto: BLAKE3 when the blake3 "
+                                 "package is installed and the server offers it, else SHA-256)")
     else:
         parser.add_argument("host")
         parser.add_argument("port", type=int)
@@ -106,10 +110,14 @@ def _get(args: argparse.Namespace) -> int:
         return fail("get: --resume needs an output file, not standard output", 2)
     with _progress(args) as bars:
         result = download(args.host, args.port, args.name, output, resume=args.resume, timeout=args.timeout,
-                          progress=bars.task(f"get {args.name}"))
+                          progress=bars.task(f"get {args.name}"), check=args.check)
     if _interactive(args) and output != "-":
         resumed = f", resumed at {result.offset}" if result.offset else ""
-        print(f"saved {output}: {result.size} bytes, sha256 {result.digest} verified{resumed}", file=sys.stderr)
+        if result.check == "sha256":
+            checked = f"sha256 {result.digest} verified"
+        else:
+            checked = f"{result.check} {result.checked} verified (sha256 {result.digest} as announced)"
+        print(f"saved {output}: {result.size} bytes, {checked}{resumed}", file=sys.stderr)
     return 0
 
 

@@ -6,6 +6,8 @@ of at most ``MAX_LINE`` bytes:
 
     client: FX1 LIST                      server: LIST <count>  + <count> lines "<size> <name>"
     client: FX1 GET <name> <offset>       server: FILE <size> <sha256>  + bytes [offset, size)
+    client: FX1 GET <name> <offset> blake3
+                                          server: FILE <size> <sha256> <blake3>  + bytes [offset, size)
     client: FX1 PUT <name> <size> <sha256>
                                           server: READY <offset>
     client: bytes [offset, size)          server: DONE <size> <sha256>
@@ -15,7 +17,9 @@ of at most ``MAX_LINE`` bytes:
 Names are UTF-8 paths relative to the server's root, percent-encoded
 (RFC 3986 §2.1) so that a name never contains a space or a control byte.
 Numbers are decimal without leading zeros, at most 2**63 - 1.  Digests are
-SHA-256 (FIPS 180-4) as 64 lowercase hex digits.
+SHA-256 (FIPS 180-4) as 64 lowercase hex digits; a GET may also ask for the
+file's BLAKE3 (256-bit output, 64 lowercase hex digits), a hash about four
+times cheaper to compute, which the client then verifies instead.
 
 This module never touches a socket, a file or a clock.  File bodies do not
 pass through it either (they go by ``sendfile``/``recv_into``): the I/O layer
@@ -50,6 +54,8 @@ MAX_ENTRIES = 100_000
 MAX_WAITS = 86_400
 #: the server's reserved directory for partial uploads; never a client name
 RESERVED = ".inetkit-partial"
+#: digests a GET may ask the client to verify with ("sha256" needs no request field)
+CHECKS = ("sha256", "blake3")
 
 
 class Status(enum.IntEnum):
@@ -95,11 +101,18 @@ class ListRequest:
 class GetRequest:
     name: str
     offset: int = 0
+    #: the digest the client will verify: "sha256" (the FILE line always
+    #: carries it) or "blake3" (asked for with a fourth field; FILE then
+    #: carries the BLAKE3 too)
+    check: str = "sha256"
 
     def encode(self) -> bytes:
         check_name(self.name)
         _check_number(self.offset, "offset")
-        return b"%s GET %s %d\n" % (VERSION, encode_name(self.name), self.offset)
+        if self.check not in CHECKS:
+            raise LocalProtocolError(f"unknown digest algorithm: {self.check!r}")
+        extra = b" blake3" if self.check == "blake3" else b""
+        return b"%s GET %s %d%s\n" % (VERSION, encode_name(self.name), self.offset, extra)
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,10 @@ class Entry:
 @dataclass(frozen=True)
 class FileHeader:
     size: int
+    #: SHA-256 of the whole file
     digest: str
+    #: BLAKE3 of the whole file: present exactly when the GET asked for it
+    blake3: str | None = None
 
 
 @dataclass(frozen=True)
@@ -278,8 +294,13 @@ def parse_request(line: bytes) -> Request:
     verb, args = (fields[1], fields[2:]) if len(fields) > 1 else (b"", [])
     if verb == b"LIST" and not args:
         return ListRequest()
-    if verb == b"GET" and len(args) == 2:
-        return GetRequest(decode_name(args[0]), parse_number(args[1], "offset"))
+    if verb == b"GET" and len(args) in (2, 3):
+        check = "sha256"
+        if len(args) == 3:
+            if args[2] != b"blake3":
+                raise FilexferError(Status.BAD_REQUEST, "unknown digest algorithm (only 'blake3' may be asked for)")
+            check = "blake3"
+        return GetRequest(decode_name(args[0]), parse_number(args[1], "offset"), check)
     if verb == b"PUT" and len(args) == 3:
         return PutRequest(decode_name(args[0]), parse_number(args[1], "size"), parse_digest(args[2]))
     if verb in (b"LIST", b"GET", b"PUT"):
@@ -327,8 +348,9 @@ def parse_reply(line: bytes, expect: str) -> Reply:
         if count > MAX_ENTRIES:
             raise FilexferError(Status.BAD_REQUEST, "too many entries announced")
         return Listing(count)
-    if expect == "FILE" and len(args) == 2:
-        return FileHeader(parse_number(args[0], "size"), parse_digest(args[1]))
+    if expect == "FILE" and len(args) in (2, 3):
+        return FileHeader(parse_number(args[0], "size"), parse_digest(args[1]),
+                          parse_digest(args[2]) if len(args) == 3 else None)
     if expect == "READY" and len(args) == 1:
         return Ready(parse_number(args[0], "offset"))
     if expect == "DONE" and len(args) == 2:
@@ -466,6 +488,10 @@ class ClientTransfer(_Machine):
             if isinstance(header, Waiting):
                 return self._waiting(header)
             assert isinstance(header, FileHeader)
+            if (header.blake3 is not None) != (req.check == "blake3"):
+                # strict both ways: an old server that ignored the request, or a
+                # BLAKE3 nobody asked for, is not what this client can verify
+                raise FilexferError(Status.BAD_REQUEST, "FILE digests do not match the digest asked for")
             if req.offset > header.size:
                 raise FilexferError(Status.BAD_OFFSET, "server accepted an offset beyond the file")
             self.header = header
@@ -566,8 +592,9 @@ class ServerTransfer(_Machine):
             self.state = State.DONE
         return data
 
-    def file(self, size: int, digest: str) -> bytes:
-        """GET: the header; then ``size - offset`` body bytes are due."""
+    def file(self, size: int, digest: str, blake3: str | None = None) -> bytes:
+        """GET: the header (``blake3`` exactly when the request asked for it);
+        then ``size - offset`` body bytes are due."""
         self._expect(State.AWAIT_REPLY)
         req = self.request
         if not isinstance(req, GetRequest):
@@ -575,11 +602,14 @@ class ServerTransfer(_Machine):
         _check_number(size, "size")
         if req.offset > size:
             raise LocalProtocolError("offset beyond the file: answer with error(416)")
-        if not _DIGEST.fullmatch(digest.encode("ascii", "replace")):
+        digests = [digest] if blake3 is None else [digest, blake3]
+        if any(not _DIGEST.fullmatch(d.encode("ascii", "replace")) for d in digests):
             raise LocalProtocolError("bad digest")
+        if (blake3 is not None) != (req.check == "blake3"):
+            raise LocalProtocolError("FILE carries a BLAKE3 exactly when the GET asked for it")
         self.body_remaining = size - req.offset
         self.state = State.BODY if self.body_remaining else State.DONE
-        return b"FILE %d %s\n" % (size, digest.encode("ascii"))
+        return b"FILE %d %s\n" % (size, " ".join(digests).encode("ascii"))
 
     def ready(self, offset: int) -> bytes:
         """PUT: go ahead from ``offset`` (bytes the server already holds)."""

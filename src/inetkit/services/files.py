@@ -5,8 +5,9 @@ Policy on top of the sans-IO core ``inetkit.proto.filexfer``:
 - **Root confinement**: every name resolves (symlinks included) inside
   ``root``; ``..``, absolute names and symlinks that lead out are refused (403).
 - **Downloads** go by ``os.sendfile`` from the page cache (zero-copy); the
-  ``FILE`` header carries the size and SHA-256 first (digests are cached per
-  file identity, so only the first download of a file pays for hashing).
+  ``FILE`` header carries the size and SHA-256 first, and the BLAKE3 too when
+  the client asks for it (digests are cached per file identity, so only the
+  first download of a file pays for hashing).
 - **Uploads** are off unless ``allow_upload``; overwriting is off unless
   ``allow_overwrite``; ``max_size`` caps a file; the free space (statvfs) must
   hold the rest of the file plus ``min_free`` before ``READY`` is sent.  Bytes
@@ -30,7 +31,7 @@ import threading
 from typing import Any, ClassVar
 
 from inetkit.errors import ConfigError
-from inetkit.io.filehash import FileHasher, sha256_fd
+from inetkit.io.filehash import FileHasher, blake3_available, hash_fd
 from inetkit.proto.filexfer import (
     MAX_LINE,
     RESERVED,
@@ -98,8 +99,11 @@ class FilesService(ChannelService):
             raise ConfigError(f"option 'root': {root} is not a directory", where)
         self.root = os.path.realpath(root)
         self.partial_dir = os.path.join(self.root, RESERVED)
+        #: SHA-256 and BLAKE3 digests by file identity (see ``cached_digest``)
         self._digests: dict[tuple[int, ...], str] = {}
+        self._blake3: dict[tuple[int, ...], str] = {}
         self._digest_lock = threading.Lock()
+        self.has_blake3 = blake3_available()
 
     # -- one connection (run by every model: see services/channel.py) ---------------------------------------------------------
     async def serve(self, ch: Any, ctx: ConnectionContext) -> None:
@@ -205,26 +209,39 @@ class FilesService(ChannelService):
         ctx.bytes_out += len(out)
 
     # -- GET ---------------------------------------------------------------------
-    def cached_digest(self, st: os.stat_result) -> str | None:
+    def _cache(self, check: str) -> dict[tuple[int, ...], str]:
+        return self._blake3 if check == "blake3" else self._digests
+
+    def cached_digest(self, st: os.stat_result, check: str = "sha256") -> str | None:
+        """The remembered digest (``check``: sha256 or blake3) of the file with
+        this identity: (device, inode, size, mtime, ctime)."""
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._digest_lock:
-            return self._digests.get(key)
+            return self._cache(check).get(key)
 
     def digest_of(self, fd: int, st: os.stat_result, progress: list[int] | None = None) -> str:
         """SHA-256 of an open file, cached by (device, inode, size, mtime, ctime)."""
-        cached = self.cached_digest(st)
-        if cached is not None:
-            return cached
-        digest = sha256_fd(fd, st.st_size, progress)
-        self._remember(st, digest)
-        return digest
+        return self.digests_of(fd, st, ("sha256",), progress)[0]
 
-    def _remember(self, st: os.stat_result, digest: str) -> None:
+    def digests_of(self, fd: int, st: os.stat_result, checks: tuple[str, ...],
+                   progress: list[int] | None = None) -> list[str]:
+        """The digests ``checks`` of an open file, from the cache where it has
+        them; the missing ones are computed in one pass over the file."""
+        found = {check: self.cached_digest(st, check) for check in checks}
+        missing = [check for check, digest in found.items() if digest is None]
+        if missing:
+            for check, digest in zip(missing, hash_fd(fd, missing, st.st_size, progress)):
+                self._remember(st, digest, check)
+                found[check] = digest
+        return [found[check] for check in checks]  # type: ignore[misc]
+
+    def _remember(self, st: os.stat_result, digest: str, check: str = "sha256") -> None:
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         with self._digest_lock:
-            if len(self._digests) >= DIGEST_CACHE:
-                self._digests.pop(next(iter(self._digests)))
-            self._digests[key] = digest
+            cache = self._cache(check)
+            if len(cache) >= DIGEST_CACHE:
+                cache.pop(next(iter(cache)))
+            cache[key] = digest
 
     def _open_for_read(self, name: str) -> tuple[int, os.stat_result]:
         real = self.resolve(name)
@@ -249,8 +266,13 @@ class FilesService(ChannelService):
         try:
             if req.offset > st.st_size:
                 raise FilexferError(Status.BAD_OFFSET, f"offset {req.offset} beyond the file's {st.st_size} bytes")
-            digest = self.cached_digest(st)
-            if digest is None:
+            checks: tuple[str, ...] = ("sha256",)
+            if req.check == "blake3":
+                if not self.has_blake3:
+                    raise FilexferError(Status.BAD_REQUEST, "this server cannot compute BLAKE3 (ask without it)")
+                checks = ("sha256", "blake3")
+            digests = [self.cached_digest(st, check) for check in checks]
+            if None in digests:
                 progress = [0]
 
                 async def still_hashing() -> None:
@@ -258,9 +280,9 @@ class FilesService(ChannelService):
                     await ch.sendall(line)
                     ctx.bytes_out += len(line)
 
-                digest = await ch.offload_ticking(lambda: self.digest_of(fd, st, progress), self.wait_interval,
-                                                  still_hashing)
-            header = core.file(st.st_size, digest)
+                digests = await ch.offload_ticking(lambda: self.digests_of(fd, st, checks, progress),
+                                                   self.wait_interval, still_hashing)
+            header = core.file(st.st_size, *digests)  # type: ignore[arg-type]
             await ch.sendall(header)
             due = st.st_size - req.offset
             sent = await ch.sendfile(fd, req.offset, due)
