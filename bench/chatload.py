@@ -9,7 +9,11 @@ first line as the nickname; the bare reference just relays it), then:
 - ``send``: one client sends ``count`` such lines, ``interval`` apart;
 - ``flood``: N clients each keep ``window`` messages of their own in flight
   (a new one when one of its own comes back), and every delivered message
-  line is counted: messages delivered per second.
+  line is counted: messages delivered per second.  Every count is checked:
+  each message carries its sender's sequence number, and a receiver must
+  see each sender's numbers consecutively (from the first it counted), so a
+  lost, repeated or reordered delivery shows as ``disorder`` instead of
+  passing as throughput.
 
 All loops are bounded by a deadline and a count.
 """
@@ -135,8 +139,9 @@ async def _run(kind: str, p: dict[str, Any], ready: Any, go: Any, done: Any) -> 
         clients[0].transport.close()  # type: ignore[attr-defined]
         return {"sent": p["count"]}
     if kind == "flood":
-        state = {"delivered": 0, "running": False, "completed": 0}
+        state = {"delivered": 0, "running": False, "completed": 0, "disorder": 0}
         window = p["window"]
+        skip = len(MARK)
 
         def send(client: Client) -> None:
             client.seq += 1  # type: ignore[attr-defined]
@@ -146,14 +151,22 @@ async def _run(kind: str, p: dict[str, Any], ready: Any, go: Any, done: Any) -> 
             if not state["running"]:
                 return
             state["delivered"] += 1
-            if client.tag in line:  # type: ignore[attr-defined]
+            # MARK f~TAG~SEQ~: the same parse for every server, whatever it prefixes
+            _, tag, seq, _ = line[line.index(MARK) + skip:].split(b"~", 3)
+            n = int(seq)
+            last = client.last.get(tag)  # type: ignore[attr-defined]
+            if last is not None and n != last + 1:
+                state["disorder"] += 1
+            client.last[tag] = n  # type: ignore[attr-defined]
+            if tag == client.tag:  # type: ignore[attr-defined]
                 state["completed"] += 1
                 send(client)
 
         clients = await _connect(loop, port, p["conns"], p["prefix"], on_line)
         for i, c in enumerate(clients):
-            c.tag = f"{p['prefix']}{i}".encode() + b"~"  # type: ignore[attr-defined]
+            c.tag = f"{p['prefix']}{i}".encode()  # type: ignore[attr-defined]
             c.seq = 0  # type: ignore[attr-defined]
+            c.last = {}  # type: ignore[attr-defined]
         await _quiet(clients, SETUP_TIMEOUT)
         ready.put(os.getpid())
         await _wait_event(go, SETUP_TIMEOUT)
@@ -166,7 +179,7 @@ async def _run(kind: str, p: dict[str, Any], ready: Any, go: Any, done: Any) -> 
         state["running"] = False
         elapsed = time.perf_counter() - t0
         out = {"delivered": state["delivered"], "completed": state["completed"], "elapsed": elapsed,
-               "cpu": _cpu() - cpu0, "lost": sum(c.lost for c in clients)}
+               "cpu": _cpu() - cpu0, "lost": sum(c.lost for c in clients), "disorder": state["disorder"]}
         for c in clients:
             c.transport.close()  # type: ignore[attr-defined]
         return out
