@@ -442,3 +442,4 @@ def test_batched_writes_equal_each_recipients_bytes_in_order(batches: list[list[
     recipients = [cid for targets, _ in writes for cid in targets]
     assert len(recipients) == len(set(recipients))
     assert {cid: data for targets, data in writes for cid in targets} == expected
+    assert all(pending.for_client(cid) == expected.get(cid, b"") for cid in range(1, 6))

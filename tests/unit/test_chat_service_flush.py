@@ -176,3 +176,16 @@ def test_the_protocol_feeds_the_hub_and_ends_the_session() -> None:
             room.conns["b"].ended.result()
 
     asyncio.run(main())
+
+
+def test_leaves_in_one_pass_reach_each_remaining_member_in_one_write() -> None:
+    async def main() -> None:
+        room = Room(["a", "b", "c", "d", "e"])
+        for nick in ("c", "d", "e"):  # each leave changes the room: three snapshots
+            room.svc._apply(room.svc.hub.disconnect(room.cids[nick], "gone"))
+        await _one_pass()
+        notices = b"* c left #lobby (gone)\n* d left #lobby (gone)\n* e left #lobby (gone)\n"
+        assert room.writes("a") == room.writes("b") == [notices]
+        assert room.writes("c") == [] and room.writes("d") == [b"* c left #lobby (gone)\n"]
+
+    asyncio.run(main())

@@ -364,7 +364,8 @@ class Outbox:
         return dict(self.items())
 
     def for_client(self, cid: int) -> bytes:
-        return self.sends.get(cid, b"")
+        """All of ``cid``'s bytes, in order (without merging everyone's)."""
+        return b"".join([data for targets, chunks in self.ops if cid in targets for data in chunks])
 
 
 HELP = (

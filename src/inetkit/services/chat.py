@@ -207,9 +207,14 @@ class ChatService(Service):
                 watchdog.cancel()
             if cid in self.hub.clients:
                 self._apply(self.hub.disconnect(cid, reason))
-            # the model closes the writer when we return: what is queued for
-            # this client goes out first
-            self._flush()
+            # The model closes the writer when we return: what is queued for
+            # this client goes out first.  Only its own bytes: the others'
+            # (its leave notice) stay batched, so a thousand clients leaving
+            # at once cost one write per member per pass, not one per leave.
+            own = self._pending.for_client(cid)
+            if own and not transport.is_closing():
+                transport.write(own)
+                ctx.bytes_out += len(own)
             self.conns.pop(cid, None)
             if reason.startswith("idle"):
                 ctx.log.info("chat: %s: %s", ctx.peer_text, reason)
