@@ -2,9 +2,11 @@
 
 ``list_files``, ``download`` and ``upload`` drive ``ClientTransfer`` (the
 sans-IO core) over one TCP connection each.  Bodies never pass through Python
-objects per chunk: downloads ``recv_into`` a few reusable 1 MiB buffers and
-write them with ``os.write`` while a second thread hashes the buffers already
-written (hashlib releases the GIL), uploads go by ``socket.sendfile``.
+objects per chunk: a download into a regular file goes socket -> pipe -> file
+by ``splice(2)`` while a second thread hashes the bytes already written from
+the page cache (``FileHasher``); into a pipe or terminal it goes by
+``recv_into`` a few reusable 1 MiB buffers and ``os.write``, hashed on a second
+thread (the hashes release the GIL); uploads go by ``socket.sendfile``.
 
 Every failure raises ``TransferError`` with a message fit for a user; the
 server's own ``ERR`` lines arrive as ``TransferError`` whose ``status`` is the
