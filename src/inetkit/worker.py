@@ -3,57 +3,99 @@
 Started by the daemon with ``subprocess`` (fork+exec, so it starts from a
 fresh single-threaded interpreter) for the ``fork`` model and for ``async``
 services with ``workers`` > 1.  Not meant to be run by hand.
+
+This module is the worker's ``__main__`` and imports nothing heavy at its
+top: the ``fork`` worker's memory is copied (page tables, then page by page)
+into every child it forks, so it must not load asyncio, subprocess or
+argparse it never uses (``models/forkworker.py`` says why and how much).
+The arguments are a fixed internal format written by
+``models.forking.worker_command``, parsed by hand for the same reason.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
-import signal
 import socket
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from inetkit.models.runtime import ServiceRuntime
 
+USAGE = ("usage: inetkit-worker --model {fork,async} --fd N --spec JSON [--grace SECONDS] "
+         "[--events FD] [--no-connection-log]")
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """The worker's arguments (see ``USAGE``) as a dict; UsageError names the problem."""
+    args: dict[str, Any] = {"grace": 10.0, "events": None, "connection_log": True}
+    it = iter(argv)
+    for arg in it:
+        if arg == "--no-connection-log":
+            args["connection_log"] = False
+            continue
+        if arg not in ("--model", "--fd", "--spec", "--grace", "--events"):
+            raise UsageError(f"unknown argument {arg!r}")
+        value = next(it, None)
+        if value is None:
+            raise UsageError(f"{arg} needs a value")
+        key = arg[2:]
+        try:
+            args[key] = {"fd": int, "events": int, "grace": float}.get(key, str)(value)
+        except ValueError:
+            raise UsageError(f"{arg}: bad value {value!r}") from None
+    for required in ("model", "fd", "spec"):
+        if required not in args:
+            raise UsageError(f"--{required} is required")
+    if args["model"] not in ("fork", "async"):
+        raise UsageError(f"--model: {args['model']!r} is not fork or async")
+    return args
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="inetkit-worker")
-    parser.add_argument("--model", choices=("fork", "async"), required=True)
-    parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--spec", required=True, help="the ServiceConfig as JSON")
-    parser.add_argument("--grace", type=float, default=10.0)
-    parser.add_argument("--events", type=int, help="fd of the daemon's events pipe (JSON lines, for status)")
-    parser.add_argument("--no-connection-log", action="store_true")
-    args = parser.parse_args(argv)
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"{USAGE}\ninetkit-worker: error: {exc}", file=sys.stderr)
+        return 2
 
     from inetkit.config.schema import ServiceConfig
-    from inetkit.logs import setup_logging
-    from inetkit.models.runtime import ServiceRuntime
     from inetkit.services.registry import create_service
 
+    config = ServiceConfig.from_json(json.loads(args["spec"]))
+    listener = socket.socket(fileno=args["fd"])
+    if args["model"] == "fork":
+        from inetkit.models import forkworker
+
+        forkworker.setup_worker_logging()
+        service = create_service(config.handler or config.name, config.options, config.source)
+        return forkworker.serve(listener, config, service, events_fd=args["events"], grace=args["grace"],
+                                connection_log=args["connection_log"])
+
+    from inetkit.logs import setup_logging
+    from inetkit.models.runtime import ServiceRuntime
+
     setup_logging()
-    config = ServiceConfig.from_json(json.loads(args.spec))
-    listener = socket.socket(fileno=args.fd)
     service = create_service(config.handler or config.name, config.options, config.source)
     rt = ServiceRuntime.create(config, service)
-    rt.connection_log = not args.no_connection_log
-    if args.events is not None:
+    rt.connection_log = args["connection_log"]
+    if args["events"] is not None:
         from inetkit.models.forking import write_events
 
-        rt.events = write_events(args.events)
-    if args.model == "fork":
-        from inetkit.models.forking import run_forking
-
-        return run_forking(listener, rt, args.grace)
-    return _run_async(listener, rt, args.grace)
+        rt.events = write_events(args["events"])
+    return _run_async(listener, rt, args["grace"])
 
 
 def _run_async(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0) -> int:
     """Serve until SIGTERM/SIGINT, then drain like the daemon does: stop
     accepting, give live connections ``grace`` seconds, abort the rest."""
+    import asyncio
+    import signal
+
     from inetkit.io.aio import new_event_loop
     from inetkit.models import aio
 

@@ -1,18 +1,24 @@
-"""The ``fork`` model (seed 12-2-2): a process per connection.
+"""The ``fork`` model (seed 12-2-2): a process per connection -- the daemon side.
 
 Forking is only safe in a process that runs no other threads and no event
 loop, so the daemon never forks itself: it execs a small worker
-(``python -m inetkit.worker --model fork``) that owns the listener and does
-nothing but accept, fork, and reap.  In that worker the parent closes its copy
-of each connection at once, every child is reaped from SIGCHLD, and when
-``max_children`` are alive it stops accepting until one exits (the clients wait
-in the backlog).  The daemon supervises the worker and restarts it if it dies.
+(``inetkit.worker --model fork``, the loop in ``models/forkworker.py``) that
+owns the listener and does nothing but accept, fork, and reap.  In that worker
+the parent closes its copy of each connection at once, every child is reaped
+from SIGCHLD, and when ``max_children`` are alive it stops accepting until one
+exits (the clients wait in the backlog).  The daemon supervises the worker,
+restarts it if it dies, and replays the events it reports (``EventReader``)
+so ``inetkit status`` shows its connections and child PIDs.
+
+The worker is started lean when it can be (``lean_worker_path``): ``python
+-S`` with the daemon's ``sys.path`` handed over, so no ``site``/``.pth``
+processing loads modules into a process whose memory every child copies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
+import importlib.machinery
 import json
 import os
 import signal
@@ -30,9 +36,17 @@ from inetkit.models.runtime import ServiceRuntime
 
 
 def worker_command(model: str, config: ServiceConfig, fd: int, *, events: int | None = None,
-                   grace: float | None = None, connection_log: bool = True) -> list[str]:
-    argv = [sys.executable, "-m", "inetkit.worker", "--model", model, "--fd", str(fd),
-            "--spec", json.dumps(config.to_json())]
+                   grace: float | None = None, connection_log: bool = True,
+                   lean_path: list[str] | None = None) -> list[str]:
+    """The worker's argv.  With ``lean_path`` (from ``lean_worker_path``) the
+    interpreter runs without ``site`` (``-S``) and gets that path before it
+    imports anything of inetkit's; otherwise it is ``python -m inetkit.worker``."""
+    if lean_path is not None:
+        boot = f"import sys; sys.path[:] = {lean_path!r}; from inetkit.worker import main; sys.exit(main())"
+        argv = [sys.executable, "-S", "-c", boot]
+    else:
+        argv = [sys.executable, "-m", "inetkit.worker"]
+    argv += ["--model", model, "--fd", str(fd), "--spec", json.dumps(config.to_json())]
     if events is not None:
         argv += ["--events", str(events)]
     if grace is not None:
@@ -40,6 +54,25 @@ def worker_command(model: str, config: ServiceConfig, fd: int, *, events: int | 
     if not connection_log:
         argv.append("--no-connection-log")
     return argv
+
+
+def lean_worker_path(service_module: str | None) -> list[str] | None:
+    """The ``sys.path`` a ``python -S`` worker needs to import inetkit and the
+    service's module exactly as this process does (this process's path, after
+    ``site`` ran), or None when a plain path cannot find one of them (an import
+    hook installed by a ``.pth`` file, as some editable installs do): the
+    worker then starts with ``site`` as usual."""
+    path = [p for p in sys.path if isinstance(p, str)]
+    for name in {"inetkit", (service_module or "inetkit").partition(".")[0]}:
+        if name in sys.builtin_module_names:
+            continue
+        try:
+            found = importlib.machinery.PathFinder.find_spec(name, path)
+        except (ImportError, ValueError):
+            found = None
+        if found is None:
+            return None
+    return path
 
 
 class EventReader:
@@ -107,10 +140,12 @@ async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: s
     while True:
         started = time.monotonic()
         rfd, wfd = os.pipe()
+        # the fork worker's memory is copied into every child: start it lean
+        lean_path = lean_worker_path(type(rt.service).__module__ if rt.service else None) if model == "fork" else None
         try:
             proc = subprocess.Popen(
                 worker_command(model, rt.config, listener.fileno(), events=wfd, grace=grace,
-                               connection_log=rt.connection_log),
+                               connection_log=rt.connection_log, lean_path=lean_path),
                 pass_fds=(listener.fileno(), wfd), start_new_session=True,
             )
         except BaseException:
@@ -165,152 +200,3 @@ async def stop_process(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 async def serve(listener: socket.socket, rt: ServiceRuntime) -> None:
     await supervise_worker(listener, rt, "fork")
-
-
-# -- worker side (single-threaded, no event loop) -----------------------------------
-
-
-def run_forking(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0) -> int:
-    """The accept/fork loop.  Returns the process exit status.
-
-    Signal handlers only set a flag: the loop sleeps in ``select`` on the
-    listener and a wakeup pipe (``signal.set_wakeup_fd``), so SIGTERM and
-    SIGCHLD wake it, and reaping and logging happen in the loop itself.
-    (Raising from a handler could land anywhere, e.g. inside the logging
-    module's lock, or between ``waitpid`` and the bookkeeping of the reaped
-    child, and the worker then hung instead of draining.)
-    """
-    import gc
-    import select
-
-    import inetkit.io.blocking  # noqa: F401
-    from inetkit.io.addresses import plain_address
-    from inetkit.services.base import ConnectionContext
-
-    # What a child needs is imported here, once, rather than lazily in every
-    # child (the default handle_blocking imports the blocking driver: that
-    # cost each connection a module import and ~1000 copy-on-write page
-    # faults, ~4 ms of CPU).  gc.freeze() keeps a child's garbage collector
-    # from touching, and so copying, every page the parent's objects live on.
-    gc.freeze()
-    service = rt.service
-    assert service is not None
-    children: dict[int, tuple[ConnectionContext, float]] = {}
-    max_children = rt.config.max_children
-    listener.setblocking(False)
-    stopping = False
-
-    def reap(block: bool = False) -> None:
-        while children:
-            try:
-                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-            except ChildProcessError:
-                children.clear()
-                return
-            if pid == 0:
-                return
-            entry = children.pop(pid, None)
-            if entry is not None:
-                ctx, _ = entry
-                code = os.waitstatus_to_exitcode(status)
-                # the child logged its own line (it alone knows its byte counts);
-                # only a child that died without doing so is logged here
-                rt.reaped(ctx, "ok" if code == 0 else f"killed={-code}" if code < 0 else f"exit={code}", log=code < 0)
-            block = False
-
-    def on_sigchld(signum: int, frame: object) -> None:
-        pass  # the wakeup fd wakes the loop, which reaps
-
-    def on_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, on_sigchld)
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-
-    def wait(watch: list[int], timeout: float | None) -> list[int]:
-        readable, _, _ = select.select([wake_r, *watch], [], [], timeout)
-        if wake_r in readable:
-            try:
-                while os.read(wake_r, 512):
-                    pass
-            except BlockingIOError:
-                pass
-        return readable
-
-    backoff = 0.01
-    try:
-        while not stopping:
-            reap()
-            if len(children) >= max_children:
-                wait([], 1.0)  # full: clients wait in the backlog until a child exits
-                continue
-            if listener.fileno() not in wait([listener.fileno()], None) or stopping:
-                continue
-            try:
-                conn, addr = listener.accept()
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    rt.ctx.log.warning("%s: accept: %s; retrying in %.2fs", rt.config.name, exc.strerror, backoff)
-                    wait([], backoff)
-                    backoff = min(backoff * 2, 1.0)
-                continue
-            backoff = 0.01
-            conn.setblocking(True)
-            ctx = ConnectionContext(rt.ctx, plain_address(addr), plain_address(conn.getsockname()))
-            if not rt.admit(ctx):
-                conn.close()
-                continue
-            pid = os.fork()
-            if pid == 0:  # child: serve this one connection, then leave without cleanup handlers
-                code, outcome = 0, "ok"
-                try:
-                    signal.set_wakeup_fd(-1)
-                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    listener.close()
-                    service.handle_blocking(conn, ctx)
-                except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
-                    if isinstance(exc, (ConnectionError, TimeoutError)):
-                        outcome = "reset"
-                    else:
-                        rt.ctx.log.error("%s: child failed for %s: %r", rt.config.name, ctx.peer_text, exc)
-                        code, outcome = 1, "error"
-                finally:
-                    rt.finished(ctx, outcome)
-                    try:
-                        conn.close()
-                    finally:
-                        os._exit(code)
-            conn.close()
-            rt.set_pid(ctx, pid)
-            children[pid] = (ctx, time.monotonic())
-    finally:
-        listener.close()
-    # drain: give children the grace period, then stop them
-    deadline = time.monotonic() + grace
-    reap()
-    while children and time.monotonic() < deadline:
-        wait([], max(0.0, min(0.5, deadline - time.monotonic())))
-        reap()
-    for pid in list(children):
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    while children:
-        reap(block=True)
-    signal.set_wakeup_fd(-1)
-    os.close(wake_r)
-    os.close(wake_w)
-    return 0

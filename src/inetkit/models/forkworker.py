@@ -1,0 +1,643 @@
+"""The ``fork`` model's worker process (seed 12-2-2): accept, fork, reap.
+
+The daemon never forks itself (it runs threads and an event loop); it execs
+``python -m inetkit.worker --model fork`` (see ``models/forking.py``), which
+calls ``serve`` here: a single-threaded loop that accepts, forks one child per
+connection, closes its own copy of the connection at once and reaps every
+child.  With ``max_children`` alive it stops accepting until one exits (the
+clients wait in the backlog).  On SIGTERM it stops accepting, gives its
+children ``grace`` seconds, then sends them SIGTERM and reaps them all.
+
+Why this module is lean (and must stay so)
+-----------------------------------------
+A fork copies the page tables of this process; the child then takes a
+copy-on-write fault for every page it writes (Python writes a reference
+count on every object it touches) and unmaps every page when it exits.  What a
+connection costs is therefore roughly proportional to this process's heap and
+to the number of pages a child touches.  Measured on a 2-core VM (daytime,
+10 clients in flight): the first version of this worker imported asyncio,
+subprocess, argparse and inetkit's logging setup (~200 modules, 14 MB of
+private memory) and spent about 2.8 ms of CPU per connection.  So:
+
+- this module imports only the standard modules a service needs anyway
+  (``socket``, ``logging`` through ``services.base``, ``json`` for the spec)
+  and inetkit's small pure modules (``limits``, ``io.addresses``); never
+  asyncio, subprocess or ``inetkit.logs`` (which imports asyncio);
+- the daemon starts the worker with ``python -S`` when it can (``site``
+  processing imports whatever ``.pth`` files ask for), passing its own
+  ``sys.path`` instead (``forking.worker_environment``);
+- ``gc.freeze()`` before the loop: a collection in a child only looks at the
+  objects the child made, not at (and so never copies) the parent's;
+- the child's own connection log line is formatted here
+  (``ConnectionLine``, the exact format of ``logs.ConnectionLog``, checked by
+  a test) and other log records set up ``inetkit.logs`` only when the first
+  one is emitted (``_DeferredHandler``), rare paths all;
+- per-connection work in the parent is the minimum: accept (a raw fd, no
+  socket object), the admission check, fork, close; the child builds the
+  socket object and its context itself, on the other CPU;
+- events for ``inetkit status`` go to the daemon in batches: one write per
+  wakeup of the loop, not three per connection (``EventBatch``);
+- the fork itself skips CPython's at-fork machinery when that is provably
+  safe (``ForkCall``): ``os.fork()`` runs every ``os.register_at_fork`` hook in
+  the child, and ``threading``'s alone (imported by ``logging``) rebuilds its
+  bookkeeping in Python, about 0.4 ms of faults per connection.
+
+Signals: handlers only set a flag or do nothing; the loop sleeps in ``select``
+on the listener and a wakeup pipe (``signal.set_wakeup_fd``) so SIGCHLD and
+SIGTERM wake it, and reaping happens in the loop (raising from a handler could
+land inside ``waitpid``'s bookkeeping or a logging lock).  They are blocked
+around each fork, so a child never runs the parent's handlers: it resets them
+to the defaults and only then unblocks (a SIGTERM sent to it meanwhile then
+kills it, as the drain expects).
+"""
+
+from __future__ import annotations
+
+import _signal
+import _thread
+import errno
+import gc
+import json
+import logging
+import operator
+import os
+import re
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any, Callable
+
+# the default ``handle_blocking`` imports the blocking driver when first
+# called: imported here, once, not in every child (a module import per child
+# cost about 1000 copy-on-write faults, ~4 ms)
+import inetkit.io.blocking  # noqa: F401
+from inetkit.io.addresses import plain_address
+from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
+from inetkit.services.base import ConnectionContext, Service, ServiceContext, StreamSession
+
+#: the environment variable ``inetkit.logs.setup_logging`` exports the log format in
+LOG_FORMAT_ENV = "INETKIT_LOG_FORMAT"
+#: outcomes that are not errors (as ``models.runtime.CLEAN_OUTCOMES``)
+CLEAN_OUTCOMES = frozenset({"ok", "timeout", "reset"})
+# plain ints for the ``_signal`` calls of the per-connection path (see ``serve``)
+_SIGCHLD, _SIGTERM, _SIGINT = int(signal.SIGCHLD), int(signal.SIGTERM), int(signal.SIGINT)
+_SIG_DFL = int(signal.SIG_DFL)
+_SIG_BLOCK, _SIG_UNBLOCK = int(signal.SIG_BLOCK), int(signal.SIG_UNBLOCK)
+#: signals blocked around a fork (see the module doc)
+_FORK_SIGNALS = (_SIGCHLD, _SIGTERM, _SIGINT)
+_sigmask = _signal.pthread_sigmask
+#: the largest write the kernel keeps whole on a pipe (POSIX minimum is 512; Linux 4096)
+PIPE_BUF = getattr(select, "PIPE_BUF", 512)
+
+
+# -- log lines -------------------------------------------------------------------
+
+_SAFE = re.compile(r"[\w .:\[\]%=/+-]*\Z")
+# the same escapes as inetkit.logs.printable (C0, DEL, C1, bidi overrides)
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+_CONTROLS.update({c: f"\\u{c:04x}" for c in [0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+
+
+def _q(text: str) -> str:
+    return f'"{text}"' if _SAFE.match(text) else json.dumps(text, ensure_ascii=False)
+
+
+class ConnectionLine:
+    """One connection's log line, byte for byte what ``inetkit.logs``'
+    ``ConnectionLog`` writes (plain or JSON, from ``INETKIT_LOG_FORMAT``),
+    without importing it (it imports asyncio: see the module doc)."""
+
+    def __init__(self, service: str, model: str, fmt: str | None = None) -> None:
+        self.service = service
+        self.model = model
+        self.json = (fmt or os.environ.get(LOG_FORMAT_ENV, "plain")) == "json"
+        # names come from the config: made printable once
+        self._service_text = service.translate(_CONTROLS)
+        self._model_text = model.translate(_CONTROLS)
+
+    def format(self, now: float, peer: tuple[str, int], pid: int, duration: float,
+               bytes_in: int, bytes_out: int, outcome: str, writer: int | None = None) -> str:
+        """The line (with its newline) for a connection that ended at wall-clock
+        ``now``; ``pid`` served it, ``writer`` (default: this process) writes it."""
+        where = f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
+        second = int(now)
+        millis = int((now - second) * 1000)
+        if self.json:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            message = (f"{self.service} {where} {self.model} pid={pid} {duration:.3f}s "
+                       f"in={bytes_in} out={bytes_out} {outcome}")
+            return (f'{{"time": "{stamp}.{millis:03d}Z", "level": "info", '
+                    f'"logger": {_q("inetkit." + self.service)}, "pid": {pid}, '
+                    f'"message": {_q(message)}, "service": {_q(self.service)}, "peer": {_q(where)}, '
+                    f'"model": {_q(self.model)}, "duration": {round(duration, 6)}, "bytes_in": {bytes_in}, '
+                    f'"bytes_out": {bytes_out}, "outcome": {_q(outcome)}}}\n')
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return (f"{stamp},{millis:03d} inetkit[{writer or os.getpid()}] INFO {self._service_text} {where} "
+                f"{self._model_text} pid={pid} {duration:.3f}s in={bytes_in} out={bytes_out} {outcome}\n")
+
+    def write(self, line: str) -> None:
+        try:
+            os.write(2, line.encode())
+        except OSError:
+            pass  # a closed or broken stderr must not take a connection down
+
+
+class _DeferredHandler(logging.Handler):
+    """The ``inetkit`` logger's handler until the first record: that record
+    sets up ``inetkit.logs`` (the daemon's formats) and goes through it.  Log
+    records other than connection lines are rare in this worker (refusal
+    bursts, accept errors, a failing child), so the import is paid rarely."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from inetkit.logs import setup_logging
+
+        setup_logging()  # replaces this handler on the "inetkit" logger
+        for handler in logging.getLogger("inetkit").handlers:
+            if handler is not self:
+                handler.handle(record)
+
+
+def setup_worker_logging() -> None:
+    root = logging.getLogger("inetkit")
+    root.handlers[:] = [_DeferredHandler()]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+# -- events for the daemon's status ----------------------------------------------------
+
+
+def _json_host(host: str) -> str:
+    # an IP address needs no escaping; anything else (a scope name) goes through json
+    return f'"{host}"' if not host.strip("0123456789abcdefABCDEF:.") else json.dumps(host)
+
+
+class EventBatch:
+    """The worker's end of the daemon's events pipe (JSON lines, replayed by
+    ``ServiceRuntime.apply_event``): ``open`` (with the child's PID),
+    ``refused`` and ``reap`` from the parent, queued as tuples and written in
+    one batch per wakeup of the loop; ``close`` (byte counts) from each child,
+    written at once.
+
+    Every write is whole lines of at most ``PIPE_BUF`` bytes on a
+    non-blocking pipe, so the parent's and the children's writes never
+    interleave and nobody ever stalls on a slow daemon: a write that does not
+    fit is dropped (status is approximate, connections are not delayed).
+    Each connection has a sequence number as its id, unique for the worker's
+    life (a child's ``close`` may reach the daemon before the parent's batch
+    with its ``open``; the daemon copes with either order)."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        #: ("open", seq, peer, pid) / ("reap", seq, outcome) / ("refused",); None without a pipe
+        self.queue: list[tuple[Any, ...]] | None = [] if fd is not None else None
+        if fd is not None:
+            os.set_blocking(fd, False)
+
+    @staticmethod
+    def line(event: tuple[Any, ...]) -> str:
+        kind = event[0]
+        if kind == "open":
+            _, seq, peer, pid = event
+            return f'{{"ev":"open","id":{seq},"peer":[{_json_host(peer[0])},{peer[1]}],"pid":{pid}}}\n'
+        if kind == "reap":
+            return f'{{"ev":"reap","id":{event[1]},"outcome":"{event[2]}"}}\n'
+        return '{"ev":"refused"}\n'
+
+    @staticmethod
+    def close_line(seq: int, bytes_in: int, bytes_out: int, outcome: str) -> str:
+        return f'{{"ev":"close","id":{seq},"in":{bytes_in},"out":{bytes_out},"outcome":"{outcome}"}}\n'
+
+    def closed(self, seq: int, bytes_in: int, bytes_out: int, outcome: str) -> None:
+        """From a child: written at once (the child is about to exit)."""
+        if self.fd is not None:
+            self._write(self.close_line(seq, bytes_in, bytes_out, outcome))
+
+    def flush(self) -> None:
+        queue = self.queue
+        if not queue:
+            return
+        self.queue = []
+        chunk = ""
+        line = self.line
+        for event in queue:
+            text = line(event)
+            if len(chunk) + len(text) > PIPE_BUF:
+                self._write(chunk)
+                chunk = ""
+            chunk += text
+        self._write(chunk)
+
+    def _write(self, text: str) -> None:
+        try:
+            os.write(self.fd, text.encode())  # type: ignore[arg-type]
+        except OSError:
+            pass
+
+
+# -- admission -------------------------------------------------------------------
+
+
+class Admission:
+    """Access rules, concurrency and per-source rate for new connections: the
+    policy of ``ServiceRuntime.check``/``refuse`` on the shared ``limits``
+    classes.  The access rules live in ``models.runtime`` (which imports the
+    logging setup, hence asyncio): imported only when a service has any."""
+
+    def __init__(self, config: Any, log: logging.Logger, events: EventBatch) -> None:
+        limits = config.limits
+        self.name = config.name
+        self.log = log
+        self.events = events
+        self.rules: Any = None
+        if limits.allow or limits.deny:
+            from inetkit.models.runtime import AccessRules
+
+            self.rules = AccessRules(limits.allow, limits.deny)
+        self.concurrency = ConcurrencyLimiter(limits.max_connections, limits.max_per_source)
+        self.rate = SourceRateLimiter(limits.rate_per_source, limits.rate_burst) if limits.rate_per_source else None
+        self.refusals = RefusalLog()
+        #: no rule, limit or rate: every connection is admitted and nothing
+        #: needs counting (the accept loop then skips admission altogether)
+        self.trivial = (self.rules is None and self.rate is None and limits.max_connections is None
+                        and limits.max_per_source is None)
+
+    def admit(self, peer: tuple[str, int], now: float) -> bool:
+        host = peer[0]
+        reason = None
+        if self.rules is not None and not self.rules.permits(host):
+            reason = "denied by access rules"
+        else:
+            reason = self.concurrency.check(host)
+            if reason is None and self.rate is not None:
+                wait = self.rate.acquire(host, now)
+                if wait:
+                    reason = f"rate_per_source exceeded (next allowed in {wait:.2f}s)"
+        if reason is None:
+            self.concurrency.acquire(host)
+            return True
+        if self.events.queue is not None:
+            self.events.queue.append(("refused",))
+        previous = self.refusals.refused(host, reason.split(" (", 1)[0], now)
+        if previous is not None:
+            more = f"; {previous} more refused since its last line" if previous else ""
+            where = f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+            self.log.warning("%s: refused %s: %s (logged once per burst%s)", self.name, where, reason, more)
+        return False
+
+    def release(self, host: str) -> None:
+        self.concurrency.release(host)
+
+
+# -- the fork itself ---------------------------------------------------------------
+
+#: inetkit modules that register ``os.register_at_fork`` hooks (a test keeps this
+#: set complete): while one is imported, forks go through ``os.fork``
+INETKIT_FORK_HOOKS = frozenset({"inetkit.logs"})
+#: the standard library's at-fork hooks (3.11-3.13): ``threading``,
+#: ``logging`` and ``concurrent.futures.thread`` re-create locks other threads
+#: might have held (there are none here: checked before every fork), and
+#: ``random`` reseeds (redone by ``ForkCall.after_in_child``)
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"__main__", "__mp_main__"}
+
+
+class ForkCall:
+    """``fork()``, as cheap as this process allows.
+
+    ``os.fork()`` wraps ``fork(2)`` in CPython's at-fork machinery: the
+    registered ``before``/``after`` hooks, re-created interpreter locks and
+    thread bookkeeping.  In a single-threaded process with only the standard
+    library's hooks registered none of it is needed (no other thread can hold
+    a lock; the one hook with an effect, ``random``'s reseed, is redone in
+    ``after_in_child``), so libc's ``fork`` is called directly, with the GIL
+    held (``ctypes.PyDLL``).  Whenever that cannot be proven (ctypes missing,
+    another thread, a module outside the standard library and inetkit that
+    might have registered a hook) ``pick`` returns ``os.fork``; the module
+    check is redone whenever ``sys.modules`` changes size.
+    """
+
+    def __init__(self, allow_fast: bool = True) -> None:
+        self._libc_fork: Callable[[], int] | None = None
+        if allow_fast and sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.PyDLL(None, use_errno=True)
+                libc_fork = libc.fork
+                libc_fork.restype = ctypes.c_int
+                libc_fork.argtypes = ()
+                get_errno = ctypes.get_errno
+
+                def fork() -> int:
+                    pid: int = libc_fork()
+                    if pid < 0:
+                        code = get_errno()
+                        raise OSError(code, os.strerror(code))
+                    return pid
+
+                self._libc_fork = fork
+            except (ImportError, OSError, AttributeError):
+                pass
+        self._modules_seen = -1
+        self._hooks_known = False
+
+    def hooks_known(self) -> bool:
+        """True when every module that may have registered an at-fork hook is
+        one whose hook the fast fork may skip (see the class doc)."""
+        if len(sys.modules) != self._modules_seen:
+            names = list(sys.modules)
+            self._modules_seen = len(names)
+            self._hooks_known = all(
+                (name.partition(".")[0] in _STDLIB or name == "inetkit" or name.startswith("inetkit."))
+                and name not in INETKIT_FORK_HOOKS
+                for name in names
+            )
+        return self._hooks_known
+
+    def pick(self) -> tuple[Callable[[], int], bool]:
+        """The fork function to call now, and whether it is the fast one."""
+        if self._libc_fork is not None and self.hooks_known() and not _thread._count():
+            return self._libc_fork, True
+        return os.fork, False
+
+    @staticmethod
+    def after_in_child(fast: bool) -> None:
+        """What the skipped hooks would have done that matters: a fresh random
+        state (each child must not replay its siblings' random numbers)."""
+        if fast:
+            random = sys.modules.get("random")
+            if random is not None:
+                random.seed()
+
+
+# -- the accept/fork loop ----------------------------------------------------------
+
+
+def service_context(config: Any) -> ServiceContext:
+    """The service's context, as the daemon's runtime builds it."""
+    return ServiceContext(
+        name=config.name, model=config.model, proto=config.proto,
+        log=logging.getLogger(f"inetkit.{config.name}"),
+        idle_timeout=config.limits.idle_timeout, session_timeout=config.limits.session_timeout,
+    )
+
+
+class _WarmSession(StreamSession):
+    """Closes at once: drives ``drive_session``'s code in the parent (see ``warm_up``)."""
+
+    def start(self) -> bytes:
+        self.closing = True
+        return b""
+
+
+def warm_up(family: int, type_: int, proto: int, sctx: ServiceContext, line: ConnectionLine | None,
+            rounds: int = 12) -> None:
+    """Run the code every child runs around the service's own (socket object,
+    context, the blocking driver, log and event lines) a few times in the
+    parent, harmlessly, on a socket pair.
+
+    CPython 3.11+ rewrites a function's bytecode in place once it has run a
+    few times (quickening, inline caches): code first run in the children
+    would be rewritten, page by copied page, in every child.  Run here, it is
+    rewritten once and the children only read it."""
+    from inetkit.io.blocking import drive_session
+
+    for _ in range(rounds):
+        a, b = socket.socketpair()
+        try:
+            conn = socket.socket(a.family, a.type, a.proto, fileno=a.detach())
+            ctx = ConnectionContext(sctx, plain_address(("127.0.0.1", 0)), plain_address(conn.getsockname()))
+            drive_session(conn, _WarmSession(), ctx)
+            conn.close()
+        finally:
+            a.close()
+            b.close()
+        EventBatch.close_line(0, ctx.bytes_in, ctx.bytes_out, "ok")
+        EventBatch.line(("open", 0, ("127.0.0.1", 0), 0))
+        EventBatch.line(("reap", 0, "ok"))
+        if line is not None:
+            line.format(time.time(), ("127.0.0.1", 0), 0, 0.0, 0, 0, "ok")
+    del family, type_, proto
+
+
+def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: int | None = None,
+          grace: float = 10.0, connection_log: bool = True, forker: ForkCall | None = None) -> int:
+    """Run the accept/fork loop on ``listener`` until SIGTERM/SIGINT, then
+    drain.  Returns the process exit status.
+
+    The per-connection path (accept, fork, close, and the child's own work)
+    is written flat, with the functions it calls bound to locals and the
+    ``_signal`` module used directly (``signal``'s wrappers convert every
+    value to an enum, in Python): every object that path touches is a page
+    the next fork makes copy-on-write again (see the module doc)."""
+    sctx = service_context(config)
+    log = sctx.log
+    name = config.name
+    events = EventBatch(events_fd)
+    queue = events.queue
+    admission = Admission(config, log, events)
+    admit = None if admission.trivial else admission.admit
+    line = ConnectionLine(config.name, config.model) if connection_log else None
+    forker = forker or ForkCall()
+    children: dict[int, tuple[int, tuple[str, int], float]] = {}
+    max_children = max(1, config.max_children)
+    family, type_, proto = listener.family, listener.type, listener.proto
+    # an AF_INET peer address is already (host, port); others are normalized
+    plain_peer = family == socket.AF_INET
+    listener.setblocking(False)
+    lfd = listener.fileno()
+    stopping = False
+    seq = 0
+
+    def on_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    _signal.set_wakeup_fd(wake_w)
+    # SIGCHLD needs a Python-level handler for the wakeup fd to be written;
+    # operator.is_ is one that does nothing, in C (no Python frame per child)
+    _signal.signal(_SIGCHLD, operator.is_)
+    _signal.signal(_SIGTERM, on_stop)
+    _signal.signal(_SIGINT, on_stop)
+    poller = select.poll()
+    poller.register(wake_r, select.POLLIN)
+    poller.register(lfd, select.POLLIN)
+    idle = select.poll()
+    idle.register(wake_r, select.POLLIN)
+
+    def reap(block: bool = False) -> None:
+        while children:
+            try:
+                pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
+                return
+            if pid == 0:
+                return
+            block = False
+            entry = children.pop(pid, None)
+            if entry is None:
+                continue  # not one of ours
+            number, peer, started = entry
+            if admit is not None:
+                admission.release(peer[0])
+            outcome = "ok"
+            if status:
+                code = os.waitstatus_to_exitcode(status)
+                outcome = f"killed={-code}" if code < 0 else f"exit={code}"
+                # the child logged its own line (it alone knows its byte
+                # counts); only one that died without doing so is logged here
+                if code < 0 and line is not None:
+                    line.write(line.format(time.time(), peer, pid, time.monotonic() - started, 0, 0, outcome))
+            if queue is not None:
+                queue.append(("reap", number, outcome))
+
+    def wait(poll: Any, timeout_ms: int | None) -> bool:
+        """Sleep until something happens; True if the listener is readable.
+        Drains the wakeup pipe (a signal arrived: reap)."""
+        ready = poll.poll(timeout_ms)
+        listening = False
+        for fd, _ in ready:
+            if fd == wake_r:
+                try:
+                    while len(os.read(wake_r, 4096)) == 4096:
+                        pass
+                except BlockingIOError:
+                    pass
+                reap()
+            else:
+                listening = True
+        return listening
+
+    def child_main(fd: int, peer: tuple[str, int], number: int, started: float, fast: bool) -> None:
+        """In the child: serve this one connection, then leave with
+        ``os._exit`` (no interpreter teardown, no cleanup handlers)."""
+        code, outcome = 0, "ok"
+        conn: socket.socket | None = None
+        ctx: ConnectionContext | None = None
+        try:
+            # the parent's handlers go, then the signals blocked around the fork
+            # come back: a SIGTERM sent meanwhile now kills this child
+            _signal.set_wakeup_fd(-1)
+            _signal.signal(_SIGCHLD, _SIG_DFL)
+            _signal.signal(_SIGTERM, _SIG_DFL)
+            _signal.signal(_SIGINT, _SIG_DFL)
+            _sigmask(_signal.SIG_UNBLOCK, _FORK_SIGNALS)
+            ForkCall.after_in_child(fast)
+            os.close(wake_r)
+            os.close(wake_w)
+            os.close(listener.detach())
+            conn = socket.socket(family, type_, proto, fileno=fd)
+            ctx = ConnectionContext(sctx, peer, plain_address(conn.getsockname()))
+            service.handle_blocking(conn, ctx)
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
+            if isinstance(exc, (ConnectionError, TimeoutError)):
+                outcome = "reset"
+            else:
+                code, outcome = 1, "error"
+                try:
+                    log.error("%s: child failed for %s: %r", name,
+                              f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}", exc)
+                except BaseException:  # noqa: BLE001
+                    pass
+        finally:
+            try:
+                bytes_in = ctx.bytes_in if ctx is not None else 0
+                bytes_out = ctx.bytes_out if ctx is not None else 0
+                if conn is not None:
+                    conn.close()
+                else:
+                    os.close(fd)
+                events.closed(number, bytes_in, bytes_out, outcome)
+                if line is not None:
+                    line.write(line.format(time.time(), peer, os.getpid(), time.monotonic() - started,
+                                           bytes_in, bytes_out, outcome))
+            finally:
+                os._exit(code)
+
+    warm_up(family, type_, proto, sctx, line)
+    # everything the parent imported and built so far is left alone by the
+    # collector from now on (see the module doc)
+    gc.collect()
+    gc.freeze()
+    accept = listener._accept  # the raw fd: the parent never needs a socket object for it
+    monotonic = time.monotonic
+    close = os.close
+    backoff = 0.01
+    try:
+        while not stopping:
+            if queue:
+                events.flush()
+            if len(children) >= max_children:
+                wait(idle, 1000)  # full: clients wait in the backlog until a child exits
+                continue
+            if not wait(poller, None) or stopping:
+                continue
+            fork, fast = forker.pick()
+            # accept while connections are pending: one wakeup serves a burst
+            while len(children) < max_children:
+                try:
+                    fd, addr = accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        log.warning("%s: accept: %s; retrying in %.2fs", name, exc.strerror, backoff)
+                        wait(idle, int(backoff * 1000))
+                        backoff = min(backoff * 2, 1.0)
+                    break
+                peer = addr if plain_peer else plain_address(addr)
+                started = monotonic()
+                if admit is not None and not admit(peer, started):
+                    close(fd)
+                    continue
+                seq += 1
+                _sigmask(_SIG_BLOCK, _FORK_SIGNALS)
+                try:
+                    pid = fork()
+                except OSError as exc:
+                    _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+                    close(fd)
+                    if admit is not None:
+                        admission.release(peer[0])
+                    log.error("%s: fork: %s", name, exc.strerror)
+                    wait(idle, int(backoff * 1000))
+                    backoff = min(backoff * 2, 1.0)
+                    break
+                if pid == 0:
+                    child_main(fd, peer, seq, started, fast)  # never returns
+                _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+                close(fd)
+                children[pid] = (seq, peer, started)
+                if queue is not None:
+                    queue.append(("open", seq, peer, pid))
+            else:
+                continue
+            backoff = 0.01
+    finally:
+        listener.close()
+    # drain: give children the grace period, then stop them
+    deadline = time.monotonic() + grace
+    reap()
+    events.flush()
+    while children and time.monotonic() < deadline:
+        wait(idle, int(max(0.0, min(0.5, deadline - time.monotonic())) * 1000))
+        reap()
+        events.flush()
+    for pid in list(children):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    while children:
+        reap(block=True)
+    events.flush()
+    _signal.set_wakeup_fd(-1)
+    os.close(wake_r)
+    os.close(wake_w)
+    return 0
