@@ -25,14 +25,11 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import os
-import queue
 import select
 import socket
 import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -186,6 +183,8 @@ class _Hasher:
     receiving into the others: a ring of ``RING`` reusable buffers."""
 
     def __init__(self, digest: Any) -> None:
+        import queue  # only this path needs it: `inetkit get` imports lazily to start fast
+
         self.digest = digest
         self.buffers = [bytearray(BUFFER) for _ in range(RING)]
         self.free: queue.Queue[int] = queue.Queue()
@@ -434,6 +433,7 @@ def _write_all(fd: int, view: memoryview) -> None:
 
 def sha256_file(file: BinaryIO, progress: Progress | None = None) -> str:
     """SHA-256 of a whole open file, read into one reused buffer."""
+    import hashlib  # uploads only: a download verifies with new_hash()
     size = os.fstat(file.fileno()).st_size
     digest = hashlib.sha256()
     buf = bytearray(BUFFER)
@@ -466,6 +466,9 @@ def upload(
     this exact upload (same name, size and digest) it answers READY with an
     offset and only the rest is sent.
     """
+    import hashlib
+    import tempfile
+
     started = time.monotonic()
     try:
         if source == "-":

@@ -17,7 +17,6 @@ hashing large buffers, so a hashing thread runs beside the I/O thread.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 import threading
@@ -36,7 +35,7 @@ class FileHasher:
         """Hash ``fd`` from offset ``start`` on into ``digest`` (any hash object
         with ``update``/``hexdigest``, default a new SHA-256), which may
         already cover [0, start)."""
-        self.digest = digest if digest is not None else hashlib.sha256()
+        self.digest = digest if digest is not None else new_hash("sha256")
         self.fd = fd
         self.window = window
         self.hashed = start
@@ -111,6 +110,8 @@ def new_hash(name: str) -> Any:
     """A fresh hash object (``update``/``hexdigest``) for ``"sha256"`` or ``"blake3"``.
     ImportError when ``blake3`` is asked for and not installed."""
     if name == "sha256":
+        import hashlib  # here, not at the top: `inetkit get` verifying BLAKE3 need not load OpenSSL
+
         return hashlib.sha256()
     if name == "blake3":
         from blake3 import blake3
