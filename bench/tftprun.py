@@ -1,12 +1,14 @@
 """``python -m bench.tftprun get|put HOST PORT REMOTE LOCAL BLKSIZE WINDOWSIZE``:
 one transfer with inetkit's TFTP client library, timed from the request to
 the last block (the interpreter's start is left out, as a C client's ~1 ms
-start is negligible).  Prints one JSON line: bytes, elapsed, retransmissions.
+start is negligible).  Prints one JSON line: bytes, elapsed, retransmissions,
+and cpu (the client's utime+stime during the transfer, seconds).
 """
 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 import time
 
@@ -20,6 +22,7 @@ def main(argv: list[str]) -> int:
     op, host, port, remote, local, blksize, windowsize = argv
     kwargs = {"blksize": int(blksize), "windowsize": int(windowsize) if int(windowsize) > 1 else None}
     start = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     try:
         if op == "get":
             result = get_file(host, int(port), remote, local, **kwargs)
@@ -29,7 +32,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"error": str(exc)}))
         return 1
     elapsed = time.perf_counter() - start
-    print(json.dumps({"bytes": result.bytes, "elapsed": elapsed, "retransmissions": result.retransmissions,
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime
+    print(json.dumps({"bytes": result.bytes, "elapsed": elapsed, "cpu": cpu, "retransmissions": result.retransmissions,
                       "blksize": result.blksize, "windowsize": result.windowsize}))
     return 0
 

@@ -29,9 +29,12 @@ def root(tmp_path: Path) -> Path:
     return r
 
 
-@pytest.fixture
-def server(root: Path) -> Iterator[tuple[str, int]]:
-    with running_service("tftp", proto="udp", options={"root": str(root), "allow_create": True}) as svc:
+@pytest.fixture(params=["thread", "loop"])
+def server(root: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """Both transfer drivers: a thread per transfer (the default) and the event loop (threads = 0)."""
+    threads = 16 if request.param == "thread" else 0
+    with running_service("tftp", proto="udp", options={"root": str(root), "allow_create": True,
+                                                        "threads": threads}) as svc:
         yield svc.address
 
 
@@ -316,3 +319,60 @@ def test_ipv6_loopback(root: Path, tmp_path: Path) -> None:
         assert (tmp_path / "v6").read_bytes() == data
         put_file("::1", svc.port, str(tmp_path / "v6"), "v6-up")
     assert (root / "v6-up").read_bytes() == data
+
+
+# -- the thread driver -------------------------------------------------------------------
+
+def test_thread_driver_retransmits_after_its_timeout(root: Path) -> None:
+    """The thread's SO_RCVTIMEO is the session's deadline: an unanswered DATA is sent again."""
+    (root / "r").write_bytes(b"r" * 600)
+    with running_service("tftp", proto="udp", options={"root": str(root), "timeout": 0.2}) as svc, Raw() as a:
+        a.send(P.encode_request(P.RRQ, "r"), svc.address)
+        first, tid = a.recv()
+        assert first == P.Data(1, b"r" * 512)
+        assert svc.call(lambda: svc.runtime.service.threaded) == 1
+        started = time.monotonic()
+        again, source = a.recv()  # no ACK from us: the same block after the RTO
+        assert again == first and source == tid
+        assert 0.1 <= time.monotonic() - started < 2.0
+        a.send(P.encode_ack(1), tid)
+        assert a.recv()[0] == P.Data(2, b"r" * 88)
+        a.send(P.encode_ack(2), tid)
+        deadline = time.monotonic() + 3
+        while svc.call(lambda: svc.runtime.service.threaded) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert svc.call(lambda: (svc.runtime.service.threaded, svc.runtime.service.completed)) == (0, 1)
+
+
+def test_stop_ends_threaded_transfers_and_leaves_no_upload(root: Path) -> None:
+    """Daemon stop (and reload, which retires the service the same way): every
+    transfer thread is woken at once, sends ERROR, discards its upload and is joined."""
+    (root / "big").write_bytes(b"b" * 5000)
+    with Raw() as reader, Raw() as writer:
+        with running_service("tftp", proto="udp", options={"root": str(root), "allow_create": True}) as svc:
+            reader.send(P.encode_request(P.RRQ, "big"), svc.address)
+            assert reader.recv()[0] == P.Data(1, b"b" * 512)  # then no ACK: the thread waits in recv
+            writer.send(P.encode_request(P.WRQ, "up.bin"), svc.address)
+            ack0, tid = writer.recv()
+            assert ack0 == P.Ack(0)
+            writer.send(P.encode_data(1, b"u" * 512), tid)
+            assert writer.recv()[0] == P.Ack(1)
+            assert [p.name for p in root.iterdir() if p.name.endswith(".tftp-part")]
+            assert svc.call(lambda: svc.runtime.service.threaded) == 2
+            stopping = time.monotonic()
+        assert time.monotonic() - stopping < 3.0
+        for peer in (reader, writer):
+            packet, _ = peer.recv()
+            assert isinstance(packet, P.Error) and "shutting down" in packet.message
+    assert sorted(p.name for p in root.iterdir()) == ["big"]  # no upload, no temporary file
+
+
+def test_transfers_beyond_the_thread_limit_run_in_the_event_loop(root: Path, tmp_path: Path) -> None:
+    data = data_of(300_000, 9)
+    (root / "t.bin").write_bytes(data)
+    with running_service("tftp", proto="udp", options={"root": str(root), "threads": 1}) as svc, Raw() as a:
+        a.send(P.encode_request(P.RRQ, "t.bin"), svc.address)  # holds the one thread (never ACKed)
+        assert a.recv()[0] == P.Data(1, data[:512])
+        get_file(*svc.address, "t.bin", str(tmp_path / "t.bin"), blksize=1468, windowsize=8)
+        assert svc.call(lambda: svc.runtime.service.threaded) == 1
+    assert (tmp_path / "t.bin").read_bytes() == data

@@ -258,3 +258,27 @@ def test_netascii_source_releases_acknowledged_blocks(tmp_path) -> None:  # type
             assert peak <= windowsize + 2  # acknowledged blocks are dropped, not hoarded
     finally:
         os.close(fd)
+
+
+def test_octet_source_read_ahead_matches_the_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Blocks cut from the read-ahead chunk, across chunk edges, out of order
+    (retransmissions) and at the end (short, or empty after an exact multiple)."""
+    import os
+
+    from inetkit.proto.tftp.sources import READ_AHEAD, OctetSource
+
+    for size in (0, 100, 512, READ_AHEAD, READ_AHEAD + 513, 3 * READ_AHEAD - 1):
+        data = bytes(i * 7 % 251 for i in range(size))
+        path = tmp_path / f"f{size}"
+        path.write_bytes(data)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            src = OctetSource(fd, 512)
+            count = size // 512 + 1
+            order = list(range(1, count + 1))
+            order[1:1] = [1]  # a retransmission of block 1 after it was read
+            order += [count // 2 + 1, count]  # and late ones from long ago
+            for index in order:
+                assert src.block(index) == data[(index - 1) * 512:index * 512], (size, index)
+        finally:
+            os.close(fd)

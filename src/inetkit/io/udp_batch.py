@@ -33,11 +33,15 @@ _GIVE_UP = {errno.EINVAL, errno.EOPNOTSUPP, errno.ENOPROTOOPT, errno.EIO, errno.
 class BatchSender:
     """``send(datagrams, addr)``: one GSO ``sendmsg`` per run of equal-sized
     datagrams, else ``sendto`` each.  Returns how many were dropped because
-    the socket buffer was full (like a loss on the wire)."""
+    the socket buffer was full (like a loss on the wire).  ``addr`` None (or
+    ``send_connected``): the socket is connected, no address is passed."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.gso = sys.platform.startswith("linux") and hasattr(sock, "sendmsg") and not _DISABLED
+
+    def send_connected(self, datagrams: list[bytes]) -> int:
+        return self.send(datagrams, None)
 
     def send(self, datagrams: list[bytes], addr: Any) -> int:
         if len(datagrams) < 2 or not self.gso:
@@ -60,8 +64,12 @@ class BatchSender:
         return dropped
 
     def _gso(self, run: list[bytes], size: int, addr: Any) -> int:
+        cmsg = [(SOL_UDP, UDP_SEGMENT, struct.pack("H", size))]
         try:
-            self.sock.sendmsg([b"".join(run)], [(SOL_UDP, UDP_SEGMENT, struct.pack("H", size))], 0, addr)
+            if addr is None:
+                self.sock.sendmsg([b"".join(run)], cmsg)
+            else:
+                self.sock.sendmsg([b"".join(run)], cmsg, 0, addr)
         except (BlockingIOError, InterruptedError, TimeoutError):
             return len(run)
         except OSError as exc:
@@ -73,10 +81,13 @@ class BatchSender:
 
     def _each(self, datagrams: list[bytes], addr: Any) -> int:
         dropped = 0
-        sendto = self.sock.sendto
+        sock = self.sock
         for datagram in datagrams:
             try:
-                sendto(datagram, addr)
+                if addr is None:
+                    sock.send(datagram)
+                else:
+                    sock.sendto(datagram, addr)
             except (BlockingIOError, InterruptedError, TimeoutError):
                 dropped += 1
             except OSError:

@@ -14,17 +14,44 @@ import os
 from inetkit.proto.tftp import netascii
 
 
-class OctetSource:
-    """Block ``i`` (1-based) is bytes ``(i-1)*blksize .. i*blksize`` of the file."""
+#: bytes an OctetSource reads ahead with one pread (small blocks: one syscall per 128 of them)
+READ_AHEAD = 64 * 1024
 
-    __slots__ = ("blksize", "fd")
+
+class OctetSource:
+    """Block ``i`` (1-based) is bytes ``(i-1)*blksize .. i*blksize`` of the file.
+
+    Small blocks are cut from a read-ahead chunk (one ``pread`` of about
+    ``READ_AHEAD`` bytes): lock-step TFTP at blksize 512 spends ~0.5 us of
+    syscall per block otherwise.  Any other block (a retransmission) is read
+    on its own, so nothing but that one chunk is ever cached.
+    """
+
+    __slots__ = ("blksize", "fd", "_chunk", "_first", "_count", "_per")
 
     def __init__(self, fd: int, blksize: int) -> None:
         self.fd = fd
         self.blksize = blksize
+        self._chunk = b""
+        self._first = 1  # block index of the chunk's first block
+        self._count = 0  # whole or final blocks in the chunk
+        self._per = max(1, READ_AHEAD // blksize)
 
     def block(self, index: int) -> bytes:
-        return os.pread(self.fd, self.blksize, (index - 1) * self.blksize)
+        blksize = self.blksize
+        i = index - self._first
+        if 0 <= i < self._count:
+            start = i * blksize
+            return self._chunk[start:start + blksize]
+        if self._per < 4 or i != self._count:
+            # big blocks (nothing to gain) or not the next block in order
+            return os.pread(self.fd, blksize, (index - 1) * blksize)
+        chunk = os.pread(self.fd, self._per * blksize, (index - 1) * blksize)
+        self._chunk = chunk
+        self._first = index
+        # a short chunk ends the file: its last (possibly empty) block is block count-1
+        self._count = len(chunk) // blksize + (1 if len(chunk) < self._per * blksize else 0)
+        return chunk[:blksize]
 
     def release(self, below: int) -> None:
         pass
