@@ -555,3 +555,42 @@ def test_blake3_verification_to_a_pipe(root: Path) -> None:
         os.close(write_fd)
         reader.join(10)
     assert received == [data] and (header.blake3, checked) == (b3(data), b3(data))
+
+
+def test_hash_fd_computes_several_digests_in_one_pass(tmp_path: Path) -> None:
+    from inetkit.io.filehash import CHUNK, hash_fd
+
+    data = random.Random(25).randbytes(2 * CHUNK + 5)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        progress = [0]
+        assert hash_fd(fd, ["sha256", "blake3"], None, progress) == [sha(data), b3(data)]
+        assert progress == [len(data)]
+        assert hash_fd(fd, ["blake3"], 1000) == [b3(data[:1000])]
+    finally:
+        os.close(fd)
+
+
+def test_after_an_upload_a_blake3_get_hashes_only_the_missing_digest(monkeypatch: pytest.MonkeyPatch, root: Path,
+                                                                      tmp_path: Path) -> None:
+    import inetkit.services.files as files_module
+
+    asked: list[list[str]] = []
+    real_hash_fd = files_module.hash_fd
+
+    def recording_hash_fd(fd: int, names: list[str], length: int | None = None,
+                          progress: list[int] | None = None) -> list[str]:
+        asked.append(list(names))
+        return real_hash_fd(fd, names, length, progress)
+
+    monkeypatch.setattr(files_module, "hash_fd", recording_hash_fd)
+    data = random.Random(26).randbytes(150_000)
+    (tmp_path / "src").write_bytes(data)
+    with files_service(root, allow_upload=True) as service:
+        upload(*service.address, str(tmp_path / "src"), "up")  # the server remembers the verified SHA-256
+        first = download(*service.address, "up", str(tmp_path / "a"), check="blake3")
+        second = download(*service.address, "up", str(tmp_path / "b"), check="blake3")
+    assert asked == [["blake3"]]  # once, and only the digest it did not know
+    assert first.checked == second.checked == b3(data) and (tmp_path / "b").read_bytes() == data
