@@ -135,12 +135,17 @@ def test_a_member_over_the_queue_cap_is_dropped_after_the_flush() -> None:
     asyncio.run(main())
 
 
-def test_a_direct_notice_goes_after_what_is_queued() -> None:
+def test_the_idle_notice_goes_after_what_is_queued_and_a_waiter_sees_it_written() -> None:
     async def main() -> None:
         room = Room(["a", "b"])
         room.say("a", b"queued\n")
         assert room.svc._idle_out(room.cids["b"], 5) == "idle for 5 s"
-        assert room.writes("b") == [b"<a> queued\n", b"* no line from you for 5 s; bye\n"]
+        flushed = room.svc._next_flush()
+        assert room.writes("b") == [] and not flushed.done()
+        await flushed
+        assert room.writes("b") == [b"<a> queued\n* no line from you for 5 s; bye\n"]
+        assert room.writes("a") == [b"<a> queued\n"]
+        await room.svc._next_flush()  # nothing queued: resolved all the same
 
     asyncio.run(main())
 
@@ -154,16 +159,22 @@ def test_the_protocol_feeds_the_hub_and_ends_the_session() -> None:
             self.lost.append(exc)
 
     async def main() -> None:
-        room = Room(["a", "b"])
+        room = Room(["a", "b", "c"])
         stream = StreamSide()
         proto = _ChatProtocol(room.svc, room.cids["a"], room.conns["a"], stream)
         proto.data_received(b"via protocol\n")
         assert room.conns["a"].ctx.bytes_in == len(b"a\nvia protocol\n")
-        assert proto.eof_received() is False  # the transport closes itself...
-        assert room.writes("a") == [b"<a> via protocol\n"]  # ...after what was queued went out
-        proto.connection_lost(ConnectionResetError())
-        assert room.conns["a"].ended.result() == "connection reset"
+        # EOF ends the session but keeps the transport open for its last replies
+        assert proto.eof_received() is True
+        assert room.conns["a"].ended.result() == "disconnected"
+        await _one_pass()
+        assert room.writes("a") == [b"<a> via protocol\n"]
+        proto.connection_lost(None)
         assert len(stream.lost) == 1  # the stream's reader and writer see the end too
+
+        proto_c = _ChatProtocol(room.svc, room.cids["c"], room.conns["c"], stream)
+        proto_c.connection_lost(ConnectionResetError())
+        assert room.conns["c"].ended.result() == "connection reset"
 
         proto_b = _ChatProtocol(room.svc, room.cids["b"], room.conns["b"], stream)
 

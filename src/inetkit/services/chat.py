@@ -100,11 +100,12 @@ class _ChatProtocol(asyncio.Protocol):
                 self.conn.ended.set_exception(exc)
 
     def eof_received(self) -> bool:
-        # half-closed: write what is queued for it (a closing transport is
-        # skipped by the flush), then let the transport close; connection_lost
-        # ends the session
-        self.service._flush()
-        return False
+        # Half-closed: the session ends, but the transport stays open for
+        # writing until the session has left and its last replies went out
+        # with the next flush (handle_async then returns and the writer is
+        # closed).  Closing here would make the flush skip them.
+        self.conn.end("disconnected")
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.end("connection reset" if isinstance(exc, ConnectionError) else "disconnected")
@@ -149,6 +150,8 @@ class ChatService(Service):
         #: output of every event handled since the last flush (see _flush)
         self._pending = Outbox()
         self._flush_handle: asyncio.Handle | None = None
+        #: sessions waiting for the next flush before they close (see handle_async)
+        self._flush_waiters: list[asyncio.Future[None]] = []
 
     # -- one connection ------------------------------------------------------------
     async def handle_async(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ctx: ConnectionContext) -> None:
@@ -208,14 +211,15 @@ class ChatService(Service):
             if cid in self.hub.clients:
                 self._apply(self.hub.disconnect(cid, reason))
             # The model closes the writer when we return: what is queued for
-            # this client goes out first.  Only its own bytes: the others'
-            # (its leave notice) stay batched, so a thousand clients leaving
-            # at once cost one write per member per pass, not one per leave.
-            own = self._pending.for_client(cid)
-            if own and not transport.is_closing():
-                transport.write(own)
-                ctx.bytes_out += len(own)
-            self.conns.pop(cid, None)
+            # this client (its last replies, an idle notice) goes out first,
+            # with the flush of this loop pass.  Waiting for it rather than
+            # flushing now keeps a storm of leaves batched: a thousand
+            # clients leaving at once cost one write per member per pass.
+            try:
+                if self._pending.ops and not transport.is_closing():
+                    await self._next_flush()
+            finally:
+                self.conns.pop(cid, None)
             if reason.startswith("idle"):
                 ctx.log.info("chat: %s: %s", ctx.peer_text, reason)
 
@@ -226,8 +230,20 @@ class ChatService(Service):
         self._apply(self.hub.receive(cid, data, now))
 
     def _idle_out(self, cid: int, idle: float) -> str:
-        self._write(cid, encode_line(f"* no line from you for {idle:g} s; bye"))
+        """Queue the idle notice (after what is queued for the client) and
+        return the session's end reason."""
+        box = Outbox()
+        box.send(cid, encode_line(f"* no line from you for {idle:g} s; bye"))
+        self._apply(box)
         return f"idle for {idle:g} s"
+
+    def _next_flush(self) -> asyncio.Future[None]:
+        """Resolved once the flush of this loop pass has written."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append(waiter)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        return waiter
 
     # -- applying the hub's output ---------------------------------------------------
     def _apply(self, box: Outbox) -> None:
@@ -262,6 +278,18 @@ class ChatService(Service):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        if self._flush_waiters:
+            waiters, self._flush_waiters = self._flush_waiters, []
+            try:
+                self._write_pending()
+            finally:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        else:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
         pending = self._pending
         if not pending.ops:
             return
@@ -285,14 +313,6 @@ class ChatService(Service):
                     overflowed.append(cid)
         for cid in overflowed:
             self._drop(cid)
-
-    def _write(self, cid: int, data: bytes) -> None:
-        """Write to one client now, after everything queued for it."""
-        self._flush()
-        conn = self.conns.get(cid)
-        if conn is not None and not conn.transport.is_closing():
-            conn.transport.write(data)
-            conn.ctx.bytes_out += len(data)
 
     def _drop(self, cid: int) -> None:
         """Disconnect a client whose outgoing queue overflowed (a slow reader)."""
