@@ -53,7 +53,7 @@ kills it, as the drain expects).
 
 from __future__ import annotations
 
-import _signal
+import _signal  # type: ignore[import-not-found]  # signal's C half (see serve)
 import _thread
 import errno
 import gc
@@ -219,10 +219,11 @@ class EventBatch:
         queue = self.queue
         if not queue:
             return
-        self.queue = []
+        events = queue[:]
+        queue.clear()  # in place: the accept loop holds this list
         chunk = ""
         line = self.line
-        for event in queue:
+        for event in events:
             text = line(event)
             if len(chunk) + len(text) > PIPE_BUF:
                 self._write(chunk)
@@ -320,6 +321,7 @@ class ForkCall:
 
     def __init__(self, allow_fast: bool = True) -> None:
         self._libc_fork: Callable[[], int] | None = None
+        self._libc: Any = None
         if allow_fast and sys.platform.startswith("linux"):
             try:
                 import ctypes
@@ -338,10 +340,21 @@ class ForkCall:
                     return pid
 
                 self._libc_fork = fork
+                self._libc = libc
             except (ImportError, OSError, AttributeError):
                 pass
         self._modules_seen = -1
         self._hooks_known = False
+
+    def trim(self) -> None:
+        """Hand the C heap's free pages back to the kernel (``malloc_trim``):
+        every page still mapped is one more entry each fork copies and each
+        child's exit tears down.  Only with the fast fork's libc handle."""
+        if self._libc is not None:
+            try:
+                self._libc.malloc_trim(0)
+            except (AttributeError, OSError):
+                pass
 
     def hooks_known(self) -> bool:
         """True when every module that may have registered an at-fork hook is
@@ -565,7 +578,9 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     # collector from now on (see the module doc)
     gc.collect()
     gc.freeze()
-    accept = listener._accept  # the raw fd: the parent never needs a socket object for it
+    forker.trim()
+    # the raw fd: the parent never needs a socket object for it
+    accept = listener._accept  # type: ignore[attr-defined]
     monotonic = time.monotonic
     close = os.close
     backoff = 0.01

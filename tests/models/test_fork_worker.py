@@ -1,0 +1,328 @@
+"""The fork model's lean worker (``models/forkworker.py``): what makes it fast
+must not change what it does.
+
+- its connection line is the daemon's, byte for byte (plain and JSON);
+- it stays lean: no asyncio, subprocess, argparse or logging setup loaded;
+- the libc fork is used only when provably safe, and children still get a
+  fresh random state;
+- events reach the daemon whole, in batches, and replay in either order;
+- a child killed by a signal is reaped, reported and logged;
+- access rules still refuse under the fork model (and log once per burst);
+- the worker's hand-written argument parser rejects bad input clearly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from inetkit.logs import ConnectionLog
+from inetkit.models import forkworker
+from inetkit.models.forking import lean_worker_path, worker_command
+from inetkit.models.forkworker import ConnectionLine, EventBatch, ForkCall
+from inetkit.testing.net import connect, recv_all
+from inetkit.worker import UsageError, parse_args
+
+SRC = str(Path(forkworker.__file__).resolve().parents[2])
+
+
+# -- the log line -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+@pytest.mark.parametrize("service, peer", [
+    ("daytime", ("127.0.0.1", 5000)),
+    ("we\"ird\\name\x1b[31m", ("::1", 7)),
+    ("fe80", ("fe80::1%lo", 9)),
+])
+def test_connection_line_is_the_daemon_format(fmt: str, service: str, peer: tuple[str, int]) -> None:
+    now, started, end = 1_763_000_000.25, 100.0, 101.2345
+    expected = ConnectionLog(io.StringIO(), fmt)._format(now - end, end, service, peer, "fork", 4242, started,
+                                                         3, 26, "ok") + "\n"
+    line = ConnectionLine(service, "fork", fmt).format(now, peer, 4242, end - started, 3, 26, "ok")
+    assert line == expected
+    if fmt == "json":
+        assert json.loads(line)["service"] == service
+
+
+# -- leanness and the fork call ---------------------------------------------------------------
+
+_LEAN_PROBE = """
+import sys
+sys.path[:] = {path!r}
+import inetkit.worker
+from inetkit.config.schema import ServiceConfig
+from inetkit.models import forkworker
+from inetkit.services.registry import create_service
+forkworker.setup_worker_logging()
+create_service("daytime", {{}}, "test")
+heavy = sorted(m for m in ("asyncio", "subprocess", "argparse", "inetkit.logs", "inetkit.models.runtime",
+                           "inetkit.models.forking") if m in sys.modules)
+print(" ".join(heavy) or "lean")
+import threading
+print(forkworker.ForkCall().pick()[1])
+t = threading.Thread(target=threading.Event().wait, args=(2,), daemon=True)
+t.start()
+print(forkworker.ForkCall().pick()[1])
+"""
+
+
+def _lean_python(code: str, *args: str, **kwargs):  # type: ignore[no-untyped-def]
+    path = lean_worker_path("inetkit.services.internal")
+    assert path is not None
+    return subprocess.run([sys.executable, "-S", "-c", code.format(path=path), *args], capture_output=True,
+                          text=True, timeout=30, **kwargs)
+
+
+def test_the_fork_worker_imports_nothing_heavy_and_forks_fast_only_single_threaded() -> None:
+    result = _lean_python(_LEAN_PROBE)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["lean", "True", "False"]
+
+
+def test_fast_fork_falls_back_when_a_foreign_module_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    forker = ForkCall()
+    import types
+
+    monkeypatch.setitem(sys.modules, "inetkit.logs", sys.modules["inetkit.logs"])  # registers a hook
+    assert forker.pick() == (os.fork, False)
+    monkeypatch.delitem(sys.modules, "inetkit.logs")
+    monkeypatch.setitem(sys.modules, "some_extension", types.ModuleType("some_extension"))
+    assert not forker.hooks_known()
+
+
+def test_every_inetkit_module_with_an_at_fork_hook_is_listed() -> None:
+    package = Path(forkworker.__file__).resolve().parents[1]
+    hooked = set()
+    for source in package.rglob("*.py"):
+        if "register_at_fork(" in source.read_text():
+            hooked.add(".".join(("inetkit", *source.relative_to(package).with_suffix("").parts)))
+    hooked.discard("inetkit.models.forkworker")  # it only names the call in its docs
+    assert hooked <= forkworker.INETKIT_FORK_HOOKS, hooked - forkworker.INETKIT_FORK_HOOKS
+
+
+def test_lean_worker_path_needs_a_plain_path_to_every_module() -> None:
+    path = lean_worker_path("inetkit.services.internal")
+    assert path is not None and SRC in [os.path.abspath(p) for p in path if p]
+    assert lean_worker_path("no_such_module_anywhere_xyz") is None
+    argv = worker_command("fork", _config(), 3, lean_path=path)
+    assert argv[1:3] == ["-S", "-c"] and "inetkit.worker" in argv[3]
+    assert worker_command("async", _config(), 3)[1:3] == ["-m", "inetkit.worker"]
+
+
+def _config():  # type: ignore[no-untyped-def]
+    from inetkit.config.schema import ServiceConfig
+
+    return ServiceConfig(name="daytime", port=0, proto="tcp", model="fork", handler="daytime")
+
+
+# -- the loop itself, run in a lean subprocess ---------------------------------------------
+
+_SERVE = """
+import os, random, socket, sys
+sys.path[:] = {path!r}
+from inetkit.config.schema import ServiceConfig
+from inetkit.models import forkworker
+from inetkit.services.base import Service
+
+class Lottery(Service):
+    name = "lottery"
+    def handle_blocking(self, sock, ctx):
+        if ctx.peer[1] % 1 == 0 and sock.recv(1) == b"w":
+            sock.recv(1)  # wait for the test to kill us
+        sock.sendall(b"%r %d" % (random.random(), os.getpid()))
+
+forkworker.setup_worker_logging()
+listener = socket.create_server(("127.0.0.1", 0))
+config = ServiceConfig(name="lottery", port=0, proto="tcp", model="fork", handler="x:Lottery")
+print(listener.getsockname()[1], forkworker.ForkCall().pick()[1], flush=True)
+sys.exit(forkworker.serve(listener, config, Lottery({{}}), events_fd=int(sys.argv[1]), grace=0.5))
+"""
+
+
+def _events(fd: int, want: int, deadline: float) -> list[dict]:  # type: ignore[type-arg]
+    got: list[dict] = []  # type: ignore[type-arg]
+    pending = b""
+    while len(got) < want and time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        got += [json.loads(line) for line in lines]
+    return got
+
+
+def test_children_reseed_random_are_reaped_and_a_killed_child_is_logged() -> None:
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    path = lean_worker_path("inetkit")
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _SERVE.format(path=path), str(wfd)], pass_fds=(wfd,),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(wfd)
+    try:
+        assert proc.stdout is not None
+        port, fast = proc.stdout.readline().split()
+        assert fast == "True"  # random is imported: the libc fork is used and must reseed
+        draws = []
+        for _ in range(3):
+            with connect(("127.0.0.1", int(port))) as sock:
+                sock.sendall(b"x")
+                draws.append(recv_all(sock).split()[0])
+        assert len(set(draws)) == 3, draws  # no child replays its siblings' numbers
+        victim = connect(("127.0.0.1", int(port)))
+        with victim:
+            victim.sendall(b"w")
+            deadline = time.monotonic() + 10
+            events = _events(rfd, 3 * 3 + 1, deadline)  # open/close/reap x3, then the victim's open
+            opened = [e for e in events if e["ev"] == "open"]
+            assert len(opened) == 4 and len({e["id"] for e in opened}) == 4, events
+            assert sorted(e["ev"] for e in events).count("close") == 3
+            os.kill(opened[-1]["pid"], signal.SIGKILL)
+            reaped = _events(rfd, 1, deadline)
+            assert reaped == [{"ev": "reap", "id": opened[-1]["id"], "outcome": "killed=9"}]
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert "lottery 127.0.0.1:" in err and "killed=9" in err
+        assert err.count(" ok\n") == 3, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(rfd)
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+def test_event_batches_are_whole_lines_within_pipe_buf(monkeypatch: pytest.MonkeyPatch) -> None:
+    rfd, wfd = os.pipe()
+    try:
+        batch = EventBatch(wfd)
+        writes: list[str] = []
+        real = batch._write
+        monkeypatch.setattr(batch, "_write", lambda text: (writes.append(text), real(text)))
+        assert batch.queue is not None
+        for i in range(300):
+            batch.queue.append(("open", i, ("::1", 1000 + i), 5000 + i))
+            batch.queue.append(("reap", i, "ok"))
+        batch.queue.append(("refused",))
+        batch.flush()
+        assert len(writes) > 1 and all(len(w) <= forkworker.PIPE_BUF and w.endswith("\n") for w in writes)
+        data = b""
+        while len(data) < sum(len(w) for w in writes):
+            data += os.read(rfd, 65536)
+        events = [json.loads(line) for line in data.splitlines()]
+        assert len(events) == 601 and events[0] == {"ev": "open", "id": 0, "peer": ["::1", 1000], "pid": 5000}
+        assert events[-1] == {"ev": "refused"}
+    finally:
+        os.close(rfd)
+        os.close(wfd)
+
+
+def test_the_daemon_replays_a_close_that_overtook_its_open() -> None:
+    from inetkit.models.runtime import ServiceRuntime
+
+    rt = ServiceRuntime.create(_config(), None)
+    for line in (EventBatch.close_line(1, 0, 26, "ok"), EventBatch.line(("open", 1, ("127.0.0.1", 5), 77))):
+        rt.apply_event(9, json.loads(line))
+    assert [c["pid"] for c in rt.status()["connections"]] == [77]
+    rt.apply_event(9, json.loads(EventBatch.line(("reap", 1, "ok"))))
+    status = rt.status()
+    assert status["connections"] == [] and status["counters"]["bytes_out"] == 26
+    assert status["counters"]["errors"] == 0 and status["counters"]["accepted"] == 1
+
+
+# -- through the daemon ------------------------------------------------------------------------
+
+_DENIED = """
+[services.daytime]
+port = 0
+handler = "daytime"
+model = "fork"
+[services.daytime.limits]
+deny = ["127.0.0.0/8"]
+
+[services.fecho]
+port = 0
+handler = "echo"
+model = "fork"
+[services.fecho.limits]
+max_per_source = 1
+"""
+
+
+def test_fork_refusals_are_logged_once_per_burst_and_forks_go_on(tmp_path: Path) -> None:
+    from inetkit.testing.running import RunningDaemon, _wait_ready, stop_process
+
+    config = tmp_path / "fork.toml"
+    config.write_text(_DENIED)
+    log_path = tmp_path / "stderr.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inetkit.cli.main", "serve", "-c", str(config), "--no-control"],
+            stdout=subprocess.PIPE, stderr=log_file, text=True,
+        )
+        daemon = RunningDaemon(proc)
+        try:
+            _wait_ready(daemon, 20.0)
+            for _ in range(3):  # denied: accepted, then closed at once
+                with connect(("127.0.0.1", daemon.port("daytime"))) as sock:
+                    assert recv_all(sock) == b""
+            echo = ("127.0.0.1", daemon.port("fecho"))
+            with connect(echo) as held:
+                held.sendall(b"a")
+                assert held.recv(1) == b"a"
+                with connect(echo) as extra:  # over max_per_source: a warning loads the logging setup
+                    assert recv_all(extra) == b""
+            # and the worker forks on (through os.fork once inetkit.logs is
+            # loaded); a slot frees once the held child is reaped
+            served, deadline = 0, time.monotonic() + 10
+            while served < 5 and time.monotonic() < deadline:
+                with connect(echo) as sock:
+                    try:
+                        sock.sendall(b"%d" % served)
+                        if sock.recv(1) == b"%d" % served:
+                            served += 1
+                    except ConnectionError:
+                        time.sleep(0.02)  # refused: the held child is not reaped yet
+            assert served == 5
+        finally:
+            stop_process(proc)  # the worker drains first: every line is written by then
+    text = log_path.read_text()
+    denied = [line for line in text.splitlines() if "refused 127.0.0.1:" in line and "access rules" in line]
+    assert len(denied) == 1 and " WARNING daytime: refused 127.0.0.1:" in denied[0], text
+    assert "denied by access rules (logged once per burst)" in denied[0]
+    assert "max_per_source reached" in text
+    lines = [line for line in text.splitlines() if " INFO fecho 127.0.0.1:" in line and " fork pid=" in line]
+    assert len(lines) == 6 and all(line.endswith(" ok") for line in lines), text
+
+
+# -- the worker's arguments ----------------------------------------------------------------
+
+
+def test_worker_arguments() -> None:
+    args = parse_args(["--model", "fork", "--fd", "3", "--spec", "{}", "--events", "7", "--grace", "2.5",
+                       "--no-connection-log"])
+    assert args == {"model": "fork", "fd": 3, "spec": "{}", "events": 7, "grace": 2.5, "connection_log": False}
+    for bad, why in [(["--fd", "3", "--spec", "{}"], "--model is required"),
+                     (["--model", "fork", "--fd", "x", "--spec", "{}"], "bad value"),
+                     (["--model", "thread", "--fd", "3", "--spec", "{}"], "not fork or async"),
+                     (["--model", "fork", "--fd"], "needs a value"),
+                     (["--model", "fork", "--fd", "3", "--spec", "{}", "--what"], "unknown argument")]:
+        with pytest.raises(UsageError, match=why):
+            parse_args(bad)
+    result = subprocess.run([sys.executable, "-m", "inetkit.worker", "--model", "fork"], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2 and "usage: inetkit-worker" in result.stderr and "Traceback" not in result.stderr
