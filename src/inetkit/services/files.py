@@ -103,7 +103,9 @@ class FilesService(ChannelService):
         self._digests: dict[tuple[int, ...], str] = {}
         self._blake3: dict[tuple[int, ...], str] = {}
         self._digest_lock = threading.Lock()
-        self.has_blake3 = blake3_available()
+        #: whether the blake3 package imports; asked at the first BLAKE3 GET, not at start
+        #: (a daemon that never serves one need not load it)
+        self._has_blake3: bool | None = None
 
     # -- one connection (run by every model: see services/channel.py) ---------------------------------------------------------
     async def serve(self, ch: Any, ctx: ConnectionContext) -> None:
@@ -268,7 +270,9 @@ class FilesService(ChannelService):
                 raise FilexferError(Status.BAD_OFFSET, f"offset {req.offset} beyond the file's {st.st_size} bytes")
             checks: tuple[str, ...] = ("sha256",)
             if req.check == "blake3":
-                if not self.has_blake3:
+                if self._has_blake3 is None:
+                    self._has_blake3 = blake3_available()
+                if not self._has_blake3:
                     raise FilexferError(Status.BAD_REQUEST, "this server cannot compute BLAKE3 (ask without it)")
                 checks = ("sha256", "blake3")
             digests = [self.cached_digest(st, check) for check in checks]
