@@ -143,11 +143,11 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
             continue
         now = clock()
         if ancillary:
-            for piece in split_gro(data, ancillary):
-                for datagram in session.receive(piece, now):
-                    sendto(datagram, peer)
-                if session.finished:
-                    break
+            out = session.receive_burst(split_gro(data, ancillary, views=True), now)  # type: ignore[union-attr]
+            if len(out) == 1:
+                sendto(out[0], peer)
+            elif out:
+                batch.send(out, peer)
         else:
             out = session.receive(data, now)
             if len(out) == 1:
@@ -262,21 +262,24 @@ def upload(
     options = request_options(blksize=blksize, windowsize=windowsize, timeout=_option_timeout(timeout), tsize=size)
 
     def make(request: bytes, opts: dict[str, str], settings: Settings) -> Sender:
-        holder: dict[str, object] = {}
+        kind = NetasciiSource if mode == "netascii" else OctetSource
 
         class _Lazy:
-            """The block size is only known after the server's reply."""
+            """The block size is only known after the server's reply: the real
+            source is made on the first block, then called directly."""
+
+            def __init__(self) -> None:
+                self.src: OctetSource | NetasciiSource | None = None
 
             def block(self, index: int) -> bytes:
-                src = holder.get("src")
-                if src is None or src.blksize != session.blksize:  # type: ignore[attr-defined]
-                    src = holder["src"] = (NetasciiSource if mode == "netascii" else OctetSource)(fd, session.blksize)
-                return src.block(index)  # type: ignore[attr-defined]
+                if self.src is None or self.src.blksize != session.blksize:
+                    self.src = kind(fd, session.blksize)
+                    session.replace_source(self.src)  # from now on without this wrapper
+                return self.src.block(index)
 
             def release(self, below: int) -> None:
-                src = holder.get("src")
-                if src is not None:
-                    src.release(below)  # type: ignore[attr-defined]
+                if self.src is not None:
+                    self.src.release(below)
 
         session = Sender(_Lazy(), settings, time.monotonic(), request=request, requested=opts, give_up=give_up)
         if size is not None:

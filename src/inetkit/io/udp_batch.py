@@ -106,13 +106,15 @@ def enable_gro(sock: socket.socket) -> bool:
     return True
 
 
-def split_gro(data: bytes, ancillary: list[tuple[int, int, bytes]]) -> list[bytes]:
-    """The datagrams of one ``recvmsg`` result (several when GRO coalesced them)."""
+def split_gro(data: bytes, ancillary: list[tuple[int, int, bytes]], views: bool = False) -> list[Any]:
+    """The datagrams of one ``recvmsg`` result (several when GRO coalesced them);
+    ``views``: memoryview slices of ``data`` instead of copies."""
     for level, kind, value in ancillary:
         if level == SOL_UDP and kind == UDP_GRO and len(value) >= 2:
             size = int.from_bytes(value[:2], sys.byteorder) if len(value) < 4 else struct.unpack("i", value[:4])[0]
             if 0 < size < len(data):
-                return [data[k:k + size] for k in range(0, len(data), size)]
+                whole: Any = memoryview(data) if views else data
+                return [whole[k:k + size] for k in range(0, len(data), size)]
     return [data]
 
 

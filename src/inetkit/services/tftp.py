@@ -307,17 +307,18 @@ class _Transfer:
                     self._sendto(P.encode_error(P.ERR_UNKNOWN_TID, "unknown transfer ID"), addr)
                 continue
             now = time.monotonic()
-            for datagram in split_gro(data, ancillary) if ancillary else (data,):
-                self._handle(datagram, now)
-                if session.finished:
-                    break
+            if ancillary:
+                self._handle(split_gro(data, ancillary, views=True), now)
+            else:
+                self._handle(data, now)
             if session.finished:
                 break
         self._after(time.monotonic())
 
-    def _handle(self, data: bytes, now: float) -> None:
+    def _handle(self, data: bytes | list[Any], now: float) -> None:
+        """One datagram, or a list of them from one GRO read."""
         session = self.session
-        out = session.receive(data, now)
+        out = session.receive_burst(data, now) if isinstance(data, list) else session.receive(data, now)
         if self.upload is not None and not self.upload.done:
             if session.complete:
                 out = self._commit(out)
@@ -539,12 +540,9 @@ class _ThreadTransfer:
                 if self._stop is not None:
                     break  # woken by shutdown()
                 if ancillary:
-                    for piece in split_gro(data, ancillary):
-                        self._handle(piece, now, batch)
-                        if session.finished:
-                            break
-                    continue
-                out = session.receive(data, now)
+                    out = session.receive_burst(split_gro(data, ancillary, views=True), now)
+                else:
+                    out = session.receive(data, now)
                 if upload is not None and not upload.done:
                     out = self._upload_step(out)
                 if out:
@@ -569,12 +567,6 @@ class _ThreadTransfer:
                 self.loop.call_soon_threadsafe(self._finish)
             except RuntimeError:
                 pass  # the loop is gone (daemon exiting): nothing left to account
-
-    def _handle(self, data: bytes, now: float, batch: BatchSender) -> None:
-        out = self.session.receive(data, now)
-        if self.upload is not None and not self.upload.done:
-            out = self._upload_step(out)
-        self._send(out, batch)
 
     def _upload_step(self, out: list[bytes]) -> list[bytes]:
         """Commit a complete upload before its final ACK leaves; discard a failed
