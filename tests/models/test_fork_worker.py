@@ -138,7 +138,7 @@ class Lottery(Service):
     def handle_blocking(self, sock, ctx):
         if ctx.peer[1] % 1 == 0 and sock.recv(1) == b"w":
             sock.recv(1)  # wait for the test to kill us
-        sock.sendall(b"%r %d" % (random.random(), os.getpid()))
+        sock.sendall(b"%r %d %s:%d" % (random.random(), os.getpid(), ctx.local[0].encode(), ctx.local[1]))
 
 forkworker.setup_worker_logging()
 listener = socket.create_server(("127.0.0.1", 0))
@@ -178,7 +178,9 @@ def test_children_reseed_random_are_reaped_and_a_killed_child_is_logged() -> Non
         for _ in range(3):
             with connect(("127.0.0.1", int(port))) as sock:
                 sock.sendall(b"x")
-                draws.append(recv_all(sock).split()[0])
+                draw, _, local = recv_all(sock).split()
+                assert local == b"127.0.0.1:" + port.encode()  # the context's local address
+                draws.append(draw)
         assert len(set(draws)) == 3, draws  # no child replays its siblings' numbers
         victim = connect(("127.0.0.1", int(port)))
         with victim:

@@ -25,9 +25,12 @@ private memory) and spent about 2.8 ms of CPU per connection.  So:
   asyncio, subprocess or ``inetkit.logs`` (which imports asyncio);
 - the daemon starts the worker with ``python -S`` when it can (``site``
   processing imports whatever ``.pth`` files ask for), passing its own
-  ``sys.path`` instead (``forking.worker_environment``);
+  ``sys.path`` instead (``forking.lean_worker_path``);
 - ``gc.freeze()`` before the loop: a collection in a child only looks at the
-  objects the child made, not at (and so never copies) the parent's;
+  objects the child made, not at (and so never copies) the parent's; and the
+  code every child runs around the service is run a few times in the parent
+  first (``warm_up``), so CPython's in-place bytecode specialization happens
+  once there rather than, page by copied page, in every child;
 - the child's own connection log line is formatted here
   (``ConnectionLine``, the exact format of ``logs.ConnectionLog``, checked by
   a test) and other log records set up ``inetkit.logs`` only when the first
@@ -36,13 +39,14 @@ private memory) and spent about 2.8 ms of CPU per connection.  So:
   socket object), the admission check, fork, close; the child builds the
   socket object and its context itself, on the other CPU;
 - events for ``inetkit status`` go to the daemon in batches: one write per
-  wakeup of the loop, not three per connection (``EventBatch``);
+  wakeup of the loop, not three per connection (``EventBatch``); children
+  are reaped only when SIGCHLD's byte arrived on the wakeup pipe;
 - the fork itself skips CPython's at-fork machinery when that is provably
   safe (``ForkCall``): ``os.fork()`` runs every ``os.register_at_fork`` hook in
   the child, and ``threading``'s alone (imported by ``logging``) rebuilds its
   bookkeeping in Python, about 0.4 ms of faults per connection.
 
-Signals: handlers only set a flag or do nothing; the loop sleeps in ``select``
+Signals: handlers only set a flag or do nothing; the loop sleeps in ``poll``
 on the listener and a wakeup pipe (``signal.set_wakeup_fd``) so SIGCHLD and
 SIGTERM wake it, and reaping happens in the loop (raising from a handler could
 land inside ``waitpid``'s bookkeeping or a logging lock).  They are blocked
@@ -405,8 +409,7 @@ class _WarmSession(StreamSession):
         return b""
 
 
-def warm_up(family: int, type_: int, proto: int, sctx: ServiceContext, line: ConnectionLine | None,
-            rounds: int = 12) -> None:
+def warm_up(sctx: ServiceContext, line: ConnectionLine | None, rounds: int = 12) -> None:
     """Run the code every child runs around the service's own (socket object,
     context, the blocking driver, log and event lines) a few times in the
     parent, harmlessly, on a socket pair.
@@ -414,25 +417,28 @@ def warm_up(family: int, type_: int, proto: int, sctx: ServiceContext, line: Con
     CPython 3.11+ rewrites a function's bytecode in place once it has run a
     few times (quickening, inline caches): code first run in the children
     would be rewritten, page by copied page, in every child.  Run here, it is
-    rewritten once and the children only read it."""
+    rewritten once and the children only read it.  An optimization only: a
+    failure here is ignored."""
     from inetkit.io.blocking import drive_session
 
-    for _ in range(rounds):
-        a, b = socket.socketpair()
-        try:
-            conn = socket.socket(a.family, a.type, a.proto, fileno=a.detach())
-            ctx = ConnectionContext(sctx, plain_address(("127.0.0.1", 0)), plain_address(conn.getsockname()))
-            drive_session(conn, _WarmSession(), ctx)
-            conn.close()
-        finally:
-            a.close()
-            b.close()
-        EventBatch.close_line(0, ctx.bytes_in, ctx.bytes_out, "ok")
-        EventBatch.line(("open", 0, ("127.0.0.1", 0), 0))
-        EventBatch.line(("reap", 0, "ok"))
-        if line is not None:
-            line.format(time.time(), ("127.0.0.1", 0), 0, 0.0, 0, 0, "ok")
-    del family, type_, proto
+    try:
+        for _ in range(rounds):
+            a, b = socket.socketpair()
+            try:
+                conn = socket.socket(a.family, a.type, a.proto, fileno=a.detach())
+                ctx = ConnectionContext(sctx, plain_address(("127.0.0.1", 0)), plain_address(conn.getsockname()))
+                drive_session(conn, _WarmSession(), ctx)
+                conn.close()
+            finally:
+                a.close()
+                b.close()
+            EventBatch.close_line(0, ctx.bytes_in, ctx.bytes_out, "ok")
+            EventBatch.line(("open", 0, ("127.0.0.1", 0), 0))
+            EventBatch.line(("reap", 0, "ok"))
+            if line is not None:
+                line.format(time.time(), ("127.0.0.1", 0), 0, 0.0, 0, 0, "ok")
+    except Exception:  # noqa: BLE001 - an optimization must not stop the service
+        pass
 
 
 def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: int | None = None,
@@ -459,6 +465,10 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     family, type_, proto = listener.family, listener.type, listener.proto
     # an AF_INET peer address is already (host, port); others are normalized
     plain_peer = family == socket.AF_INET
+    # a listener bound to one address accepts every connection on that very
+    # address: the children need no getsockname() (a wildcard bind varies)
+    bound = plain_address(listener.getsockname())
+    local: tuple[str, int] | None = None if bound[0] in ("0.0.0.0", "::", "") else bound
     listener.setblocking(False)
     lfd = listener.fileno()
     stopping = False
@@ -546,7 +556,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
             os.close(wake_w)
             os.close(listener.detach())
             conn = socket.socket(family, type_, proto, fileno=fd)
-            ctx = ConnectionContext(sctx, peer, plain_address(conn.getsockname()))
+            ctx = ConnectionContext(sctx, peer, local or plain_address(conn.getsockname()))
             service.handle_blocking(conn, ctx)
         except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
             if isinstance(exc, (ConnectionError, TimeoutError)):
@@ -573,7 +583,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
             finally:
                 os._exit(code)
 
-    warm_up(family, type_, proto, sctx, line)
+    warm_up(sctx, line)
     # everything the parent imported and built so far is left alone by the
     # collector from now on (see the module doc)
     gc.collect()
