@@ -17,7 +17,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import select
 import socket
 import struct
 import tempfile
@@ -41,6 +43,9 @@ from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_siz
 
 #: receive buffer asked for: a window of large blocks must fit
 SOCKET_BUFFER = 4 * 1024 * 1024
+
+#: a windowed transfer waits with poll() (ms precision) below this, SO_RCVTIMEO above
+PRECISE_BELOW = 0.05
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -99,6 +104,9 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
     batch = BatchSender(sock)
     # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
     gro = isinstance(session, Receiver) and enable_gro(sock)
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poll = poller.poll
 
     def sendto(datagram: bytes, addr: tuple[Any, ...]) -> None:
         try:
@@ -120,8 +128,14 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
                 sendto(datagram, peer or server)
             continue
         wait = due - now if due is not None else 1.0
+        if wait < PRECISE_BELOW and session.windowsize > 1:
+            # windowed: loss recovery lives on ms timers, and SO_RCVTIMEO counts in
+            # scheduler ticks (asked for 1 ms it wakes after 6-12 ms here); poll()
+            # is precise, and one more syscall per window is cheap
+            if not poll(math.ceil(wait * 1000)):
+                continue
         # changing the timeout costs a syscall: only when it is far off
-        if wait < current * 0.5 or wait > current * 2:
+        elif wait < current * 0.5 or wait > current * 2:
             current = max(0.0005, wait)
             setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(current))
         try:

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import os
+import select
 import secrets
 import socket
 import stat
@@ -63,6 +65,8 @@ from inetkit.services.options import Option, non_negative, positive
 
 #: socket buffers asked for per transfer: a window of 16 x 64 KiB blocks must fit
 SOCKET_BUFFER = 4 * 1024 * 1024
+#: a windowed transfer waits with poll() (ms precision) below this, SO_RCVTIMEO above
+PRECISE_BELOW = 0.05
 #: netascii tsize needs a full scan of the file; beyond this size we leave tsize out
 NETASCII_TSIZE_SCAN_LIMIT = 64 * 1024 * 1024
 
@@ -501,6 +505,9 @@ class _ThreadTransfer:
         # a sender only ever reads ACKs and ERRORs; a receiver reads whole blocks
         bufsize = 1024 if isinstance(session, Sender) else P.MAX_PACKET + 1
         upload = self.upload
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        poll = poller.poll
         # lock-step sender: ACKs go straight to Sender.lockstep_ack (the hot path)
         lockstep = session.lockstep_ack if isinstance(session, Sender) else None
         try:
@@ -521,8 +528,16 @@ class _ThreadTransfer:
                             self._send(session.on_timer(now), batch)
                             continue
                         wait = due - now
+                    if wait < PRECISE_BELOW and session.windowsize > 1:
+                        # windowed: tail-loss probes and gap recovery live on ms
+                        # timers, and SO_RCVTIMEO counts in scheduler ticks (asked
+                        # for 1 ms, it wakes after 6-12 ms here); poll() is precise,
+                        # and one more syscall per window is cheap
+                        if not poll(math.ceil(wait * 1000)):
+                            now = clock()
+                            continue
                     # (a timer up to 20 % late is fine; a syscall per block is not)
-                    if wait < current * 0.8 or wait > current * 4:
+                    elif wait < current * 0.8 or wait > current * 4:
                         current = max(0.0005, wait)
                         setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(current))
                 try:
