@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{USAGE}\ninetkit-worker: error: {exc}", file=sys.stderr)
         return 2
 
+    if args["model"] == "fork":
+        # first, before anything that might register an at-fork hook is imported
+        from inetkit.models import forkhooks
+
+        forkhooks.install()
+
     from inetkit.config.schema import ServiceConfig
     from inetkit.services.registry import create_service
 

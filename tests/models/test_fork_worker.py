@@ -58,6 +58,8 @@ def test_connection_line_is_the_daemon_format(fmt: str, service: str, peer: tupl
 _LEAN_PROBE = """
 import sys
 sys.path[:] = {path!r}
+from inetkit.models import forkhooks
+assert forkhooks.install()
 import inetkit.worker
 from inetkit.config.schema import ServiceConfig
 from inetkit.models import forkworker
@@ -74,6 +76,18 @@ t.start()
 print(forkworker.ForkCall().pick()[1])
 """
 
+_FOREIGN_HOOK = """
+import os, sys
+sys.path[:] = {path!r}
+from inetkit.models import forkhooks
+assert forkhooks.install()
+from inetkit.models import forkworker
+import asyncio, concurrent.futures.thread, logging, random, threading
+print(forkhooks.all_skippable(), forkworker.ForkCall().pick()[1])
+os.register_at_fork(after_in_child=lambda: None)  # anyone else's hook: os.fork from now on
+print(forkhooks.all_skippable(), forkworker.ForkCall().pick()[1], forkhooks.registered[-1])
+"""
+
 
 def _lean_python(code: str, *args: str, **kwargs):  # type: ignore[no-untyped-def]
     path = lean_worker_path("inetkit.services.internal")
@@ -88,25 +102,17 @@ def test_the_fork_worker_imports_nothing_heavy_and_forks_fast_only_single_thread
     assert result.stdout.split() == ["lean", "True", "False"]
 
 
-def test_fast_fork_falls_back_when_a_foreign_module_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    forker = ForkCall()
-    import types
-
-    monkeypatch.setitem(sys.modules, "inetkit.logs", sys.modules["inetkit.logs"])  # registers a hook
-    assert forker.pick() == (os.fork, False)
-    monkeypatch.delitem(sys.modules, "inetkit.logs")
-    monkeypatch.setitem(sys.modules, "some_extension", types.ModuleType("some_extension"))
-    assert not forker.hooks_known()
+def test_a_hook_of_anyone_else_means_os_fork() -> None:
+    result = _lean_python(_FOREIGN_HOOK)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "False", "False", "__main__"]
 
 
-def test_every_inetkit_module_with_an_at_fork_hook_is_listed() -> None:
-    package = Path(forkworker.__file__).resolve().parents[1]
-    hooked = set()
-    for source in package.rglob("*.py"):
-        if "register_at_fork(" in source.read_text():
-            hooked.add(".".join(("inetkit", *source.relative_to(package).with_suffix("").parts)))
-    hooked.discard("inetkit.models.forkworker")  # it only names the call in its docs
-    assert hooked <= forkworker.INETKIT_FORK_HOOKS, hooked - forkworker.INETKIT_FORK_HOOKS
+def test_a_process_started_without_the_hook_recorder_uses_os_fork() -> None:
+    from inetkit.models import forkhooks
+
+    assert not forkhooks.install()  # pytest has imported logging, threading and more long ago
+    assert ForkCall().pick() == (os.fork, False)
 
 
 def test_lean_worker_path_needs_a_plain_path_to_every_module() -> None:
@@ -127,8 +133,11 @@ def _config():  # type: ignore[no-untyped-def]
 # -- the loop itself, run in a lean subprocess ---------------------------------------------
 
 _SERVE = """
-import os, random, socket, sys
+import sys
 sys.path[:] = {path!r}
+from inetkit.models import forkhooks
+forkhooks.install()
+import os, random, socket
 from inetkit.config.schema import ServiceConfig
 from inetkit.models import forkworker
 from inetkit.services.base import Service

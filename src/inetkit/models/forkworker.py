@@ -79,6 +79,7 @@ from typing import Any, Callable
 import inetkit.io.blocking  # noqa: F401
 from inetkit.io.addresses import plain_address
 from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
+from inetkit.models import forkhooks
 from inetkit.services.base import ConnectionContext, Service, ServiceContext, StreamSession
 
 #: the environment variable ``inetkit.logs.setup_logging`` exports the log format in
@@ -298,29 +299,20 @@ class Admission:
 
 # -- the fork itself ---------------------------------------------------------------
 
-#: inetkit modules that register ``os.register_at_fork`` hooks (a test keeps this
-#: set complete): while one is imported, forks go through ``os.fork``
-INETKIT_FORK_HOOKS = frozenset({"inetkit.logs"})
-#: the standard library's at-fork hooks (3.11-3.13): ``threading``,
-#: ``logging`` and ``concurrent.futures.thread`` re-create locks other threads
-#: might have held (there are none here: checked before every fork), and
-#: ``random`` reseeds (redone by ``ForkCall.after_in_child``)
-_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ())) | {"__main__", "__mp_main__"}
-
 
 class ForkCall:
     """``fork()``, as cheap as this process allows.
 
     ``os.fork()`` wraps ``fork(2)`` in CPython's at-fork machinery: the
     registered ``before``/``after`` hooks, re-created interpreter locks and
-    thread bookkeeping.  In a single-threaded process with only the standard
-    library's hooks registered none of it is needed (no other thread can hold
-    a lock; the one hook with an effect, ``random``'s reseed, is redone in
-    ``after_in_child``), so libc's ``fork`` is called directly, with the GIL
-    held (``ctypes.PyDLL``).  Whenever that cannot be proven (ctypes missing,
-    another thread, a module outside the standard library and inetkit that
-    might have registered a hook) ``pick`` returns ``os.fork``; the module
-    check is redone whenever ``sys.modules`` changes size.
+    thread bookkeeping.  In a single-threaded process whose hooks are all
+    known to be moot (``forkhooks``: lock re-creation, with no other thread to
+    hold a lock; ``random``'s reseed, redone by ``after_in_child``) none of it
+    is needed, so libc's ``fork`` is called directly, with the GIL held
+    (``ctypes.PyDLL``; libc still runs its own ``pthread_atfork`` handlers).
+    Whenever that cannot be proven (ctypes missing, another thread, a hook
+    registered by anything else, ``forkhooks`` not installed when the process
+    started) ``pick`` returns ``os.fork``.
     """
 
     def __init__(self, allow_fast: bool = True) -> None:
@@ -347,8 +339,6 @@ class ForkCall:
                 self._libc = libc
             except (ImportError, OSError, AttributeError):
                 pass
-        self._modules_seen = -1
-        self._hooks_known = False
 
     def trim(self) -> None:
         """Hand the C heap's free pages back to the kernel (``malloc_trim``):
@@ -360,22 +350,9 @@ class ForkCall:
             except (AttributeError, OSError):
                 pass
 
-    def hooks_known(self) -> bool:
-        """True when every module that may have registered an at-fork hook is
-        one whose hook the fast fork may skip (see the class doc)."""
-        if len(sys.modules) != self._modules_seen:
-            names = list(sys.modules)
-            self._modules_seen = len(names)
-            self._hooks_known = all(
-                (name.partition(".")[0] in _STDLIB or name == "inetkit" or name.startswith("inetkit."))
-                and name not in INETKIT_FORK_HOOKS
-                for name in names
-            )
-        return self._hooks_known
-
     def pick(self) -> tuple[Callable[[], int], bool]:
         """The fork function to call now, and whether it is the fast one."""
-        if self._libc_fork is not None and self.hooks_known() and not _thread._count():
+        if self._libc_fork is not None and forkhooks.all_skippable() and not _thread._count():
             return self._libc_fork, True
         return os.fork, False
 
