@@ -17,9 +17,7 @@
 
 from __future__ import annotations
 
-import math
 import os
-import select
 import socket
 import struct
 import tempfile
@@ -33,6 +31,7 @@ from inetkit.io.udp_batch import (
     RECV_SIZE,
     BatchSender,
     enable_gro,
+    precise_waiter,
     split_gro,
 )
 from inetkit.proto.tftp import netascii
@@ -44,7 +43,7 @@ from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_siz
 #: receive buffer asked for: a window of large blocks must fit
 SOCKET_BUFFER = 4 * 1024 * 1024
 
-#: a windowed transfer waits with poll() (ms precision) below this, SO_RCVTIMEO above
+#: a windowed transfer waits with select() (us precision) below this, SO_RCVTIMEO above
 PRECISE_BELOW = 0.05
 
 Progress = Callable[[int, "int | None"], None]
@@ -104,9 +103,7 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
     batch = BatchSender(sock)
     # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
     gro = isinstance(session, Receiver) and enable_gro(sock)
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    poll = poller.poll
+    wait_readable = precise_waiter(sock)
 
     def sendto(datagram: bytes, addr: tuple[Any, ...]) -> None:
         try:
@@ -130,9 +127,9 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
         wait = due - now if due is not None else 1.0
         if wait < PRECISE_BELOW and session.windowsize > 1:
             # windowed: loss recovery lives on ms timers, and SO_RCVTIMEO counts in
-            # scheduler ticks (asked for 1 ms it wakes after 6-12 ms here); poll()
-            # is precise, and one more syscall per window is cheap
-            if not poll(math.ceil(wait * 1000)):
+            # scheduler ticks (asked for 1 ms it wakes after 6-12 ms here); select()
+            # is precise to ~50 us (poll and epoll count whole ms), and one more syscall per window is cheap
+            if not wait_readable(wait):
                 continue
         # changing the timeout costs a syscall: only when it is far off
         elif wait < current * 0.5 or wait > current * 2:

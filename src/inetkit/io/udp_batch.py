@@ -13,7 +13,9 @@ Either falls back to one syscall per datagram when the kernel says no, and
 from __future__ import annotations
 
 import errno
+import math
 import os
+import select
 import socket
 import struct
 import sys
@@ -120,3 +122,28 @@ def split_gro(data: bytes, ancillary: list[tuple[int, int, bytes]], views: bool 
 
 RECV_SIZE = 65536
 CMSG_SIZE = _CMSG_SPACE
+
+
+def precise_waiter(sock: socket.socket) -> Any:
+    """``wait(seconds) -> bool``: True once ``sock`` is readable, False after
+    ``seconds``, to about 50 us.
+
+    For the short timers of windowed transfers (tail-loss probes, gap
+    recovery): SO_RCVTIMEO counts in scheduler ticks (asked for 1 ms, a
+    recv here wakes after 6-12 ms) and poll/epoll in whole milliseconds;
+    select() takes microseconds.  select() only handles descriptors below
+    FD_SETSIZE, so a busy daemon's higher ones fall back to poll().
+    """
+    fd = sock.fileno()
+    if fd < 1024:
+        ready = [sock]
+
+        def wait(seconds: float) -> bool:
+            return bool(select.select(ready, (), (), seconds)[0])
+        return wait
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+
+    def wait_ms(seconds: float) -> bool:
+        return bool(poller.poll(math.ceil(seconds * 1000)))
+    return wait_ms

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import math
 import os
-import select
 import secrets
 import socket
 import stat
@@ -52,6 +50,7 @@ from inetkit.io.udp_batch import (
     RECV_SIZE,
     BatchSender,
     enable_gro,
+    precise_waiter,
     split_gro,
 )
 from inetkit.proto.tftp import netascii
@@ -65,7 +64,7 @@ from inetkit.services.options import Option, non_negative, positive
 
 #: socket buffers asked for per transfer: a window of 16 x 64 KiB blocks must fit
 SOCKET_BUFFER = 4 * 1024 * 1024
-#: a windowed transfer waits with poll() (ms precision) below this, SO_RCVTIMEO above
+#: a windowed transfer waits with select() (us precision) below this, SO_RCVTIMEO above
 PRECISE_BELOW = 0.05
 #: netascii tsize needs a full scan of the file; beyond this size we leave tsize out
 NETASCII_TSIZE_SCAN_LIMIT = 64 * 1024 * 1024
@@ -505,9 +504,7 @@ class _ThreadTransfer:
         # a sender only ever reads ACKs and ERRORs; a receiver reads whole blocks
         bufsize = 1024 if isinstance(session, Sender) else P.MAX_PACKET + 1
         upload = self.upload
-        poller = select.poll()
-        poller.register(sock.fileno(), select.POLLIN)
-        poll = poller.poll
+        wait_readable = precise_waiter(sock)
         # lock-step sender: ACKs go straight to Sender.lockstep_ack (the hot path)
         lockstep = session.lockstep_ack if isinstance(session, Sender) else None
         try:
@@ -531,9 +528,10 @@ class _ThreadTransfer:
                     if wait < PRECISE_BELOW and session.windowsize > 1:
                         # windowed: tail-loss probes and gap recovery live on ms
                         # timers, and SO_RCVTIMEO counts in scheduler ticks (asked
-                        # for 1 ms, it wakes after 6-12 ms here); poll() is precise,
+                        # for 1 ms, it wakes after 6-12 ms here); select() is precise
+                        # to ~50 us (poll and epoll count whole ms),
                         # and one more syscall per window is cheap
-                        if not poll(math.ceil(wait * 1000)):
+                        if not wait_readable(wait):
                             now = clock()
                             continue
                     # (a timer up to 20 % late is fine; a syscall per block is not)
