@@ -7,8 +7,9 @@ with ``--check sha256`` (the client verifies SHA-256 instead), netcat-openbsd
 (``nc -N -l`` serving the file, ``nc -d`` writing it), ``python -m
 http.server`` + curl, and iperf3 (memory to memory, the loopback limit).
 Every copy is checked with SHA-256 afterwards (not timed).  inetkit's daemon
-RSS is sampled during its transfers.  The targets are computed for the
-default ``inetkit get``.
+RSS is sampled during its transfers, and every subject's CPU (client and
+server together) per GiB.  The targets are computed for the default
+``inetkit get``.
 
 Targets (issue 6): inetkit >= 1x netcat, >= 1.2x http.server + curl, >= 0.5x
 iperf3; daemon RSS during the transfer < 64 MiB.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -27,10 +29,11 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from bench.harness import Context, alternate, say
 from bench.peers import PeerMissing, require
-from bench.procs import free_port, popen, stop_process
+from bench.procs import free_port, popen, stop_process, tree_cpu
 from bench.scenarios import NotAvailable, service_available
 from bench.servers import REPO, _env, start_inetkit
 from bench.stats import fmt_number
@@ -38,6 +41,7 @@ from bench.stats import fmt_number
 NAME = "files"
 SHA_LABEL = "inetkit get --check sha256"
 MIB = 1 << 20
+GIB = 1 << 30
 TIMEOUT = 120.0
 
 
@@ -118,6 +122,8 @@ def run(ctx: Context) -> None:
     make_file(source, size)
     digest = sha256(source)
     rate = ctx.measurement(NAME, f"{size // MIB} MiB into a file", "MB/s", reference="nc (netcat-openbsd)")
+    cpu = ctx.measurement(NAME, "CPU per GiB, client + server", "s", reference="nc (netcat-openbsd)",
+                          higher_is_better=False)
     rss_peaks: list[int] = []
     try:
         with ExitStack() as stack:
@@ -131,30 +137,42 @@ def run(ctx: Context) -> None:
             stack.callback(stop_process, http)
             wait_listening(http_port, http)
 
-            def inetkit_get(out: Path, *extra: str) -> None:
+            # Each subject returns (seconds, CPU seconds): the time of its client
+            # command alone (a server that must be started per copy, nc's, is
+            # listening before the clock starts), and the CPU of client and server
+            # together (children's rusage; the servers' /proc/PID/stat).
+
+            def inetkit_get(out: Path, *extra: str) -> tuple[float, float]:
+                before = server.cpu()
                 with RssSampler(server) as sampler:
-                    _check_run([sys.executable, "-m", "inetkit.cli.main", "get", "127.0.0.1", str(port),
-                                source.name, "-o", str(out), "-q", *extra])
+                    elapsed, cpu = _timed_run([sys.executable, "-m", "inetkit.cli.main", "get", "127.0.0.1", str(port),
+                                               source.name, "-o", str(out), "-q", *extra])
                 rss_peaks.append(sampler.peak)
+                return elapsed, cpu + server.cpu() - before
 
-            def inetkit_get_sha256(out: Path) -> None:
-                inetkit_get(out, "--check", "sha256")
+            def inetkit_get_sha256(out: Path) -> tuple[float, float]:
+                return inetkit_get(out, "--check", "sha256")
 
-            def nc_get(out: Path) -> None:
+            def nc_get(out: Path) -> tuple[float, float]:
                 nc = require("nc")
                 nc_port = free_port()
+                before = _children_cpu()
                 with open(source, "rb") as src:
                     serving = popen([nc, "-N", "-l", "127.0.0.1", str(nc_port)], stdin=src,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
                     wait_listening(nc_port, serving)
                     with open(out, "wb") as dst:
-                        _check_run([nc, "-d", "127.0.0.1", str(nc_port)], stdout=dst)
+                        elapsed, _ = _timed_run([nc, "-d", "127.0.0.1", str(nc_port)], stdout=dst)
                 finally:
-                    stop_process(serving)
+                    stop_process(serving)  # reaped: its CPU is in the children's rusage now
+                return elapsed, _children_cpu() - before
 
-            def curl_get(out: Path) -> None:
-                _check_run([require("curl"), "-s", "-S", "-o", str(out), f"http://127.0.0.1:{http_port}/{source.name}"])
+            def curl_get(out: Path) -> tuple[float, float]:
+                before = tree_cpu(http.pid)
+                elapsed, cpu = _timed_run([require("curl"), "-s", "-S", "-o", str(out),
+                                           f"http://127.0.0.1:{http_port}/{source.name}"])
+                return elapsed, cpu + tree_cpu(http.pid) - before
 
             subjects = {"inetkit get (files)": inetkit_get, SHA_LABEL: inetkit_get_sha256,
                         "nc (netcat-openbsd)": nc_get, "http.server + curl": curl_get}
@@ -174,15 +192,14 @@ def run(ctx: Context) -> None:
 
             def measure(_run: int, label: str) -> None:
                 out = work / "out.bin"
-                start = time.perf_counter()
                 try:
-                    available[label](out)
-                    elapsed = time.perf_counter() - start
+                    elapsed, cpu_used = available[label](out)
                     if sha256(out) != digest:
                         ctx.note(NAME, f"{label}: a copy arrived damaged (not counted).")
                         return
                     rate.add(label, size / elapsed / 1e6)
-                    say(f"  {label}: {size / elapsed / 1e6:.0f} MB/s")
+                    cpu.add(label, cpu_used / (size / GIB))
+                    say(f"  {label}: {size / elapsed / 1e6:.0f} MB/s, {cpu_used:.2f} s CPU")
                 except (RuntimeError, subprocess.SubprocessError) as exc:
                     ctx.note(NAME, f"{label}: a transfer failed: {exc}")
                 finally:
@@ -221,8 +238,10 @@ def run(ctx: Context) -> None:
     ctx.note(NAME, f"{size // MIB} MiB file (page-cached after a warm-up copy), copied into a file in "
                    f"{'tmpfs (/dev/shm)' if base else 'the temporary directory'}; {runs} runs, alternated; unpinned. Times are whole client commands (`inetkit get` "
                    "includes its interpreter start and its own end-to-end check of the whole file: BLAKE3 by "
-                   "default, SHA-256 with `--check sha256`; nc and curl check nothing), "
-                   "every copy then checked by the bench with SHA-256 (not timed). iperf3: one stream, "
+                   "default, SHA-256 with `--check sha256`; nc and curl check nothing; nc's one-shot listener "
+                   "is started before the clock), every copy then checked by the bench with SHA-256 (not timed). "
+                   "CPU per GiB: client command plus server (inetkit's daemon, the serving nc, http.server), "
+                   "from rusage and /proc; it is steadier than the rates on a busy machine. iperf3: one stream, "
                    "`-n SIZE`, memory to memory. Targets: the default `inetkit get`.")
 
 
@@ -231,11 +250,21 @@ def _med(m, label):  # type: ignore[no-untyped-def]
     return s.median if s else None
 
 
-def _check_run(argv: list[str], stdout=subprocess.DEVNULL) -> None:  # type: ignore[no-untyped-def]
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_run(argv: list[str], stdout: Any = subprocess.DEVNULL) -> tuple[float, float]:
+    """Run a client command; (its wall time, its CPU time)."""
+    cpu_before = _children_cpu()
+    start = time.perf_counter()
     out = subprocess.run(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=TIMEOUT,
                          env=_env(), cwd=REPO)
+    elapsed = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"{Path(argv[0]).name} exited {out.returncode}: {out.stderr.decode(errors='replace')[-200:]}")
+    return elapsed, _children_cpu() - cpu_before
 
 
 def _iperf3(size: int) -> float | None:
