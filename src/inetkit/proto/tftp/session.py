@@ -488,13 +488,13 @@ class Sender(_Session):
         Ignoring it cost a whole RTO per such loss (measured: most of the
         slow-down under 5 % loss).  So a duplicate resends the window from
         ``base`` at once, but only when it can be an answer to the current
-        window (it came at least half a round trip after the window left; a
+        window (it came at least a quarter round trip after the window left; a
         network copy of the previous ACK comes right behind the original) and
         at most once per ``base``, so copies can never multiply.
         """
         if self.windowsize == 1 or self.srtt is None or self.sent_max < self.base:
             return []
-        if self._fast_resent == self.base or now - self._window_at < self.srtt / 2:
+        if self._fast_resent == self.base or now - self._window_at < self.srtt / 4:
             return []
         self._fast_resent = self.base
         self._probe = 0  # Karn: these blocks are being sent again
