@@ -14,10 +14,24 @@ The arguments are a fixed internal format written by
 
 from __future__ import annotations
 
-import json
-import socket
+import os
 import sys
-from typing import TYPE_CHECKING, Any
+
+# A lean fork worker (``python -S``, see ``models.forking.lean_worker_environment``)
+# takes the daemon's module path before it imports anything else.  (Names
+# written out: importing ``inetkit.models.forking`` here would load asyncio.)
+_lean_path = os.environ.pop("INETKIT_WORKER_SYS_PATH", None)
+if _lean_path is not None:
+    sys.path[:] = _lean_path.split(os.pathsep)
+    _previous = os.environ.pop("INETKIT_WORKER_PYTHONPATH", None)
+    if _previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = _previous
+
+import json  # noqa: E402 - after the path is set
+import socket  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
 if TYPE_CHECKING:
     from inetkit.models.runtime import ServiceRuntime

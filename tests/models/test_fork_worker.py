@@ -26,7 +26,7 @@ import pytest
 
 from inetkit.logs import ConnectionLog
 from inetkit.models import forkworker
-from inetkit.models.forking import lean_worker_path, worker_command
+from inetkit.models.forking import lean_worker_environment, lean_worker_path, worker_command
 from inetkit.models.forkworker import ConnectionLine, EventBatch, ForkCall
 from inetkit.testing.net import connect, recv_all
 from inetkit.worker import UsageError, parse_args
@@ -119,9 +119,27 @@ def test_lean_worker_path_needs_a_plain_path_to_every_module() -> None:
     path = lean_worker_path("inetkit.services.internal")
     assert path is not None and SRC in [os.path.abspath(p) for p in path if p]
     assert lean_worker_path("no_such_module_anywhere_xyz") is None
-    argv = worker_command("fork", _config(), 3, lean_path=path)
-    assert argv[1:3] == ["-S", "-c"] and "inetkit.worker" in argv[3]
+    assert worker_command("fork", _config(), 3, lean=True)[1:6] == ["-S", "-m", "inetkit.worker", "--model", "fork"]
     assert worker_command("async", _config(), 3)[1:3] == ["-m", "inetkit.worker"]
+
+
+@pytest.mark.parametrize("previous", [None, "", "/somewhere/else"])
+def test_a_lean_worker_takes_the_daemon_path_and_restores_pythonpath(monkeypatch: pytest.MonkeyPatch,
+                                                                     previous: str | None) -> None:
+    if previous is None:
+        monkeypatch.delenv("PYTHONPATH", raising=False)
+    else:
+        monkeypatch.setenv("PYTHONPATH", previous)
+    path = lean_worker_path("inetkit")
+    assert path is not None
+    probe = ("import os, sys, json; import inetkit.worker; "
+             "print(json.dumps([sys.path, os.environ.get('PYTHONPATH'), "
+             "[k for k in os.environ if k.startswith('INETKIT_WORKER')]]))")
+    result = subprocess.run([sys.executable, "-S", "-c", probe], env=lean_worker_environment(path),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    sys_path, pythonpath, leftovers = json.loads(result.stdout)
+    assert sys_path == path and pythonpath == previous and leftovers == []
 
 
 def _config():  # type: ignore[no-untyped-def]

@@ -11,8 +11,9 @@ restarts it if it dies, and replays the events it reports (``EventReader``)
 so ``inetkit status`` shows its connections and child PIDs.
 
 The worker is started lean when it can be (``lean_worker_path``): ``python
--S`` with the daemon's ``sys.path`` handed over, so no ``site``/``.pth``
-processing loads modules into a process whose memory every child copies.
+-S -m inetkit.worker`` with the daemon's ``sys.path`` handed over, so no
+``site``/``.pth`` processing loads modules into a process whose memory every
+child copies.
 """
 
 from __future__ import annotations
@@ -28,25 +29,25 @@ import sys
 import time
 from typing import Any, Callable
 
+import inetkit
 from inetkit.config.schema import ServiceConfig
 from inetkit.models.forkexec import wait_exit
 from inetkit.models.runtime import ServiceRuntime
+
+#: where a lean worker finds the daemon's ``sys.path`` and its own ``PYTHONPATH``
+#: (read, and removed, first thing by ``inetkit.worker``)
+WORKER_PATH_ENV = "INETKIT_WORKER_SYS_PATH"
+WORKER_PYTHONPATH_ENV = "INETKIT_WORKER_PYTHONPATH"
 
 # -- daemon side ----------------------------------------------------------------
 
 
 def worker_command(model: str, config: ServiceConfig, fd: int, *, events: int | None = None,
-                   grace: float | None = None, connection_log: bool = True,
-                   lean_path: list[str] | None = None) -> list[str]:
-    """The worker's argv.  With ``lean_path`` (from ``lean_worker_path``) the
-    interpreter runs without ``site`` (``-S``) and gets that path before it
-    imports anything of inetkit's; otherwise it is ``python -m inetkit.worker``."""
-    if lean_path is not None:
-        boot = f"import sys; sys.path[:] = {lean_path!r}; from inetkit.worker import main; sys.exit(main())"
-        argv = [sys.executable, "-S", "-c", boot]
-    else:
-        argv = [sys.executable, "-m", "inetkit.worker"]
-    argv += ["--model", model, "--fd", str(fd), "--spec", json.dumps(config.to_json())]
+                   grace: float | None = None, connection_log: bool = True, lean: bool = False) -> list[str]:
+    """The worker's argv: ``python -m inetkit.worker ...``; ``lean`` adds
+    ``-S`` (no ``site``: start it with ``lean_worker_environment``)."""
+    argv = [sys.executable, *(["-S"] if lean else []), "-m", "inetkit.worker",
+            "--model", model, "--fd", str(fd), "--spec", json.dumps(config.to_json())]
     if events is not None:
         argv += ["--events", str(events)]
     if grace is not None:
@@ -60,9 +61,12 @@ def lean_worker_path(service_module: str | None) -> list[str] | None:
     """The ``sys.path`` a ``python -S`` worker needs to import inetkit and the
     service's module exactly as this process does (this process's path, after
     ``site`` ran), or None when a plain path cannot find one of them (an import
-    hook installed by a ``.pth`` file, as some editable installs do): the
-    worker then starts with ``site`` as usual."""
+    hook installed by a ``.pth`` file, as some editable installs do) or the
+    path cannot travel in an environment variable: the worker then starts
+    with ``site`` as usual."""
     path = [p for p in sys.path if isinstance(p, str)]
+    if any(os.pathsep in p for p in path):
+        return None
     for name in {"inetkit", (service_module or "inetkit").partition(".")[0]}:
         if name in sys.builtin_module_names:
             continue
@@ -73,6 +77,20 @@ def lean_worker_path(service_module: str | None) -> list[str] | None:
         if found is None:
             return None
     return path
+
+
+def lean_worker_environment(path: list[str]) -> dict[str, str]:
+    """The environment for a ``python -S -m inetkit.worker``: ``PYTHONPATH``
+    names only the folder holding this inetkit (so ``-m`` finds it); the
+    worker replaces its ``sys.path`` with ``path`` before importing anything
+    else, and puts ``PYTHONPATH`` back as it was (``inetkit.worker``)."""
+    env = dict(os.environ)
+    env[WORKER_PATH_ENV] = os.pathsep.join(path)
+    previous = env.pop("PYTHONPATH", None)
+    if previous is not None:
+        env[WORKER_PYTHONPATH_ENV] = previous
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(inetkit.__file__)))
+    return env
 
 
 class EventReader:
@@ -145,7 +163,8 @@ async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: s
         try:
             proc = subprocess.Popen(
                 worker_command(model, rt.config, listener.fileno(), events=wfd, grace=grace,
-                               connection_log=rt.connection_log, lean_path=lean_path),
+                               connection_log=rt.connection_log, lean=lean_path is not None),
+                env=lean_worker_environment(lean_path) if lean_path is not None else None,
                 pass_fds=(listener.fileno(), wfd), start_new_session=True,
             )
         except BaseException:
