@@ -326,3 +326,27 @@ def test_receive_burst_equals_one_by_one() -> None:
         assert outs[0] == outs[1], seed
         assert b"".join(sinks[0]) == b"".join(sinks[1]) == data, seed
         assert (a.next, a.bytes, a.complete, a.finished) == (b.next, b.bytes, b.complete, b.finished), seed
+
+
+def test_large_blocks_reach_the_sink_as_views_and_netascii_still_decodes() -> None:
+    """At blksize >= 8192 the sink gets a memoryview of the datagram (no 64 KiB
+    copy per block); the netascii decoder and a plain collector both cope."""
+    from inetkit.proto.tftp import netascii
+
+    text = (b"line one\r\nCR alone \r\0 end\r\n" * 900)[:20000]  # CR/LF pairs cross block edges
+    blksize = 8192
+    decoder = netascii.Decoder()
+    decoded: list[bytes] = []
+    seen: list[object] = []
+
+    def sink(payload: bytes) -> None:
+        seen.append(payload)
+        decoded.append(decoder.feed(payload))
+
+    r = Receiver(sink, Settings(blksize=blksize), 0.0)
+    r.start(0.0)
+    for index in range(1, len(text) // blksize + 2):
+        r.receive(P.encode_data(index, text[(index - 1) * blksize:index * blksize]), 0.001 * index)
+    assert r.complete
+    assert any(isinstance(p, memoryview) for p in seen)
+    assert b"".join(decoded) + decoder.flush() == netascii.decode(text)

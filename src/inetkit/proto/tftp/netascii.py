@@ -34,7 +34,9 @@ class Decoder:
     def __init__(self) -> None:
         self._held_cr = False
 
-    def feed(self, chunk: bytes) -> bytes:
+    def feed(self, chunk: bytes | memoryview) -> bytes:
+        if not isinstance(chunk, bytes):
+            chunk = bytes(chunk)
         if self._held_cr:
             chunk = b"\r" + chunk
             self._held_cr = False

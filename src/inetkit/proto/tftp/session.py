@@ -66,6 +66,8 @@ MIN_RTO = 0.002
 MAX_RTO = 4.0
 #: floor of the tail-loss probe timeout
 MIN_PTO = 0.001
+#: from this datagram size on, a Receiver hands its sink a memoryview, not a copy
+BIG_BLOCK = 8192
 #: a receiver answers duplicate DATA at most this often (one answer per burst)
 REACK_GAP = 0.0005
 
@@ -514,7 +516,8 @@ class Sender(_Session):
 
 
 class Receiver(_Session):
-    """Receives blocks into ``sink`` (a callable taking each payload in order).
+    """Receives blocks into ``sink`` (a callable taking each payload in order,
+    as bytes or, for large blocks, a memoryview of the received datagram).
 
     Server: ``Receiver(sink, settings, now, first=OACK or ACK 0, dally=...)``.
     Client: ``Receiver(sink, settings, now, request=RRQ, requested=options)``.
@@ -584,7 +587,10 @@ class Receiver(_Session):
         if self.finished:
             return []
         if self._started and len(data) >= 4 and data[0] == 0 and data[1] == _DATA:
-            return self._data((data[2] << 8) | data[3], data[4:], now)
+            # a large block is passed on as a view of the datagram (immutable, so
+            # safe to keep): copying 64 KiB per block shows at blksize 65464
+            payload = data[4:] if len(data) < BIG_BLOCK else memoryview(data)[4:]
+            return self._data((data[2] << 8) | data[3], payload, now)
         try:
             packet = P.decode(data)
         except RemoteProtocolError as exc:
