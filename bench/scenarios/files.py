@@ -2,8 +2,8 @@
 
 Subjects: ``inetkit get`` from the ``files`` service (FX1: size and digests
 first, ``sendfile`` on the server, ``splice`` on the client, which verifies
-the digest over the whole file as it writes: BLAKE3 by default), the same
-with ``--check sha256`` (the client verifies SHA-256 instead), netcat-openbsd
+the digest over the whole file as it writes: SHA-256 by default), the same
+with ``--check blake3`` (the client verifies BLAKE3 instead), netcat-openbsd
 (``nc -N -l`` serving the file, ``nc -d`` writing it), ``python -m
 http.server`` + curl, and iperf3 (memory to memory, the loopback limit).
 Every copy is checked with SHA-256 afterwards (not timed).  inetkit's daemon
@@ -39,7 +39,7 @@ from bench.servers import REPO, _env, start_inetkit
 from bench.stats import fmt_number
 
 NAME = "files"
-SHA_LABEL = "inetkit get --check sha256"
+BLAKE3_LABEL = "inetkit get --check blake3"
 MIB = 1 << 20
 GIB = 1 << 30
 TIMEOUT = 120.0
@@ -150,8 +150,8 @@ def run(ctx: Context) -> None:
                 rss_peaks.append(sampler.peak)
                 return elapsed, cpu + server.cpu() - before
 
-            def inetkit_get_sha256(out: Path) -> tuple[float, float]:
-                return inetkit_get(out, "--check", "sha256")
+            def inetkit_get_blake3(out: Path) -> tuple[float, float]:
+                return inetkit_get(out, "--check", "blake3")
 
             def nc_get(out: Path) -> tuple[float, float]:
                 nc = require("nc")
@@ -174,7 +174,7 @@ def run(ctx: Context) -> None:
                                            f"http://127.0.0.1:{http_port}/{source.name}"])
                 return elapsed, cpu + tree_cpu(http.pid) - before
 
-            subjects = {"inetkit get (files)": inetkit_get, SHA_LABEL: inetkit_get_sha256,
+            subjects = {"inetkit get (files)": inetkit_get, BLAKE3_LABEL: inetkit_get_blake3,
                         "nc (netcat-openbsd)": nc_get, "http.server + curl": curl_get}
             available = {}
             for label, fn in subjects.items():
@@ -237,8 +237,8 @@ def run(ctx: Context) -> None:
                max(rss_peaks) / MIB if rss_peaks else None, unit="MiB", detail="peak of 20 ms samples")
     ctx.note(NAME, f"{size // MIB} MiB file (page-cached after a warm-up copy), copied into a file in "
                    f"{'tmpfs (/dev/shm)' if base else 'the temporary directory'}; {runs} runs, alternated; unpinned. Times are whole client commands (`inetkit get` "
-                   "includes its interpreter start and its own end-to-end check of the whole file: BLAKE3 by "
-                   "default, SHA-256 with `--check sha256`; nc and curl check nothing; nc's one-shot listener "
+                   "includes its interpreter start and its own end-to-end check of the whole file: SHA-256 by "
+                   "default, BLAKE3 with `--check blake3`; nc and curl check nothing; nc's one-shot listener "
                    "is started before the clock), every copy then checked by the bench with SHA-256 (not timed). "
                    "CPU per GiB: client command plus server (inetkit's daemon, the serving nc, http.server), "
                    "from rusage and /proc; it is steadier than the rates on a busy machine. iperf3: one stream, "

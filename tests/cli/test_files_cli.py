@@ -146,11 +146,11 @@ def test_progress_and_summary_on_a_terminal(root: Path, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.write_bytes(b"y" * 200_000)
     with inetkit_run("files", "-o", f"root={root}", "-o", "allow_upload=true") as (host, port):
-        code, text = _on_a_terminal([*CLI, "get", host, str(port), "f", "-o", str(out)])
+        code, text = _on_a_terminal([*CLI, "get", host, str(port), "f", "-o", str(out), "--check", "blake3"])
         assert code == 0 and b"saved " in text and b"300000 bytes" in text and b"blake3 " in text
         assert b"verified (sha256 " in text  # the SHA-256 is announced, the BLAKE3 verified
-        code, text = _on_a_terminal([*CLI, "get", host, str(port), "f", "-o", str(tmp_path / "s"), "--check", "sha256"])
-        assert code == 0 and b"sha256 " in text and b"verified" in text and b"blake3" not in text
+        code, text = _on_a_terminal([*CLI, "get", host, str(port), "f", "-o", str(tmp_path / "s")])
+        assert code == 0 and b"sha256 " in text and b"verified" in text and b"blake3" not in text  # the default
         code, text = _on_a_terminal([*CLI, "send", str(src), host, str(port), "--as", "up"])
         assert code == 0 and b"sent up: 200000 bytes" in text and b"verified" in text
         code, text = _on_a_terminal([*CLI, "get", host, str(port), "missing", "-o", str(tmp_path / "m")])

@@ -14,11 +14,12 @@ server's code.  A download is written to ``OUT.part`` and renamed to ``OUT``
 only after its digest matched; ``resume=True`` continues an existing
 ``OUT.part`` (the digest still covers the whole file).
 
-Which digest a download verifies is ``check``: ``"blake3"`` (the default when
-the ``blake3`` package is installed: the server announces it on request, and
-it costs the client about a quarter of what SHA-256 does, so verification no
-longer bounds the transfer) or ``"sha256"`` (always available; the FILE line
-carries the SHA-256 either way).  See docs/filexfer.md, "Integrity".
+Which digest a download verifies is ``check``: ``"sha256"`` (the default:
+the protocol's end-to-end digest, always available, carried by every FILE
+line), ``"blake3"`` (the server announces it on request; it costs the client
+about a quarter of what SHA-256 does, so verification no longer bounds the
+transfer) or ``"auto"`` (BLAKE3 when the package is installed and the server
+offers it, else SHA-256).  See docs/filexfer.md, "Integrity".
 """
 
 from __future__ import annotations
@@ -225,12 +226,12 @@ def download(
     resume: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
-    check: str = "auto",
+    check: str = "sha256",
 ) -> Result:
     """Fetch ``name`` into ``output`` (``-``: standard output), verified.
 
     The body goes to ``output + ".part"``, renamed to ``output`` once the
-    digest ``check`` (``auto``: BLAKE3 when available, else SHA-256) over the
+    digest ``check`` (``sha256``, ``blake3``, or ``auto``: BLAKE3 when available, else SHA-256) over the
     whole file matches the server's; on a mismatch the part file is deleted.
     With ``resume`` an existing part file is continued.  ``auto`` falls back
     to SHA-256 when the server refuses to announce a BLAKE3 (an older FX1
