@@ -13,11 +13,13 @@ Why this module is lean (and must stay so)
 A fork copies the page tables of this process; the child then takes a
 copy-on-write fault for every page it writes (Python writes a reference
 count on every object it touches) and unmaps every page when it exits.  What a
-connection costs is therefore roughly proportional to this process's heap and
-to the number of pages a child touches.  Measured on a 2-core VM (daytime,
-10 clients in flight): the first version of this worker imported asyncio,
+connection costs is therefore roughly the number of pages a child touches
+(about 3.5 us each on the 2-core VM this was measured on, daytime with 10
+clients in flight), plus the fork and the exit, which grow with this
+process's heap.  The first version of this worker imported asyncio,
 subprocess, argparse and inetkit's logging setup (~200 modules, 14 MB of
-private memory) and spent about 2.8 ms of CPU per connection.  So:
+private memory) and spent about 3 ms of CPU per connection; this one about
+1.4-1.5 ms (the worker ~0.3 ms, a child ~250 pages, ~1 ms).  So:
 
 - this module imports only the standard modules a service needs anyway
   (``socket``, ``logging`` through ``services.base``, ``json`` for the spec)
