@@ -106,3 +106,25 @@ def test_bad_oack_is_refused_with_error_8(tmp_path: Path) -> None:
         thread.join(5)
     assert not errors and info.value.code == P.ERR_OPTIONS
     assert isinstance(replies[0], P.Error) and replies[0].code == P.ERR_OPTIONS
+
+
+def test_precise_waiter_spins_then_sleeps_and_reports_readiness() -> None:
+    """The windowed transfers' wait: ready data is seen at once (also while
+    spinning), and an idle socket times out after about the time asked."""
+    import socket
+    import time
+
+    from inetkit.io.udp_batch import precise_waiter
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        a.bind(("127.0.0.1", 0))
+        for spin in (0.0, 0.0002):
+            wait = precise_waiter(a, spin)
+            started = time.monotonic()
+            assert wait(0.003) is False
+            assert 0.002 <= time.monotonic() - started < 0.5
+            for _ in range(40):  # failed spins use up the credit: then it only sleeps
+                assert wait(0.0005) is False
+            b.sendto(b"x", a.getsockname())
+            assert wait(1.0) is True
+            assert a.recv(16) == b"x"

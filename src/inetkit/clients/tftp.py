@@ -31,6 +31,7 @@ from inetkit.io.udp_batch import (
     RECV_SIZE,
     BatchSender,
     enable_gro,
+    SPIN,
     precise_waiter,
     split_gro,
 )
@@ -103,7 +104,7 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
     batch = BatchSender(sock)
     # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
     gro = isinstance(session, Receiver) and enable_gro(sock)
-    wait_readable = precise_waiter(sock)
+    wait_readable = precise_waiter(sock, SPIN)
 
     def sendto(datagram: bytes, addr: tuple[Any, ...]) -> None:
         try:

@@ -50,6 +50,7 @@ from inetkit.io.udp_batch import (
     RECV_SIZE,
     BatchSender,
     enable_gro,
+    SPIN,
     precise_waiter,
     split_gro,
 )
@@ -508,7 +509,7 @@ class _ThreadTransfer:
         # small-object allocator, ~0.2 us a block less than malloc + shrink
         bufsize = SENDER_RECV_SIZE if isinstance(session, Sender) else P.MAX_PACKET + 1
         upload = self.upload
-        wait_readable = precise_waiter(sock)
+        wait_readable = precise_waiter(sock, SPIN)
         # lock-step sender: ACKs go straight to Sender.lockstep_ack (the hot path)
         lockstep = session.lockstep_ack if isinstance(session, Sender) else None
         try:
