@@ -350,3 +350,22 @@ def test_large_blocks_reach_the_sink_as_views_and_netascii_still_decodes() -> No
     assert r.complete
     assert any(isinstance(p, memoryview) for p in seen)
     assert b"".join(decoded) + decoder.flush() == netascii.decode(text)
+
+
+def test_receiver_acks_a_stalled_window_before_its_rto() -> None:
+    """RFC 7440: blocks 1-3 of a 4-block window came 20 us apart, then nothing:
+    the window's tail was lost, so the receiver ACKs block 3 after a few of
+    those gaps (not after its RTO, and without counting a retransmission)."""
+    r = Receiver(lambda p: None, Settings(blksize=8, windowsize=4, timeout=1.0), 0.0)
+    r.start(0.0)
+    t = 0.01
+    for index in (1, 2, 3):
+        assert r.receive(P.encode_data(index, b"x" * 8), t) == []
+        t += 0.00002
+    due = r.next_deadline()
+    assert due is not None and due < t + 0.001 < t + r.rto
+    assert r.on_timer(due) == [ack(3)]
+    assert r.retransmissions == 0
+    assert (r.next_deadline() or 0) >= due + r.rto * 0.99  # then the plain RTO
+    # the sender restarts at 4: the window goes on normally
+    assert r.receive(P.encode_data(4, b"x" * 8), due + 0.0001) == []

@@ -40,7 +40,8 @@ Behaviour worth knowing:
   an RTT, not an RTO).
   The receiver ACKs after
   ``windowsize`` in-order blocks since its last ACK, on the final block,
-  and once per gap.
+  once per gap, and when a window stops arriving mid-way for several of its
+  usual gaps between blocks (its tail was lost).
 - **Dally**: after the final ACK a server receiver keeps answering
   retransmissions of the final DATA for ``dally`` seconds (its ACK may have
   been lost); ``complete`` is true as soon as all data arrived.
@@ -68,6 +69,10 @@ MAX_RTO = 4.0
 MIN_PTO = 0.001
 #: from this datagram size on, a Receiver hands its sink a memoryview, not a copy
 BIG_BLOCK = 8192
+#: a window that stops arriving for this many times the usual gap between its
+#: blocks (but at least STALL_MIN seconds) has lost its tail: ACK what arrived
+STALL_FACTOR = 8.0
+STALL_MIN = 0.0003
 #: a receiver answers duplicate DATA at most this often (one answer per burst)
 REACK_GAP = 0.0005
 
@@ -536,6 +541,9 @@ class Receiver(_Session):
         self._ack_fresh = False  # last ACK was sent once only (RTT sample allowed)
         self._started = False  # a DATA phase began (client: the server replied)
         self._dallying = False
+        self._stall = False  # the deadline is a stalled-window probe, not the RTO
+        self._block_at = now  # when the last in-order block arrived
+        self._gap = 0.0  # smoothed time between in-order blocks of a window
 
     def start(self, now: float) -> list[bytes]:
         if self._request is not None:
@@ -562,6 +570,12 @@ class Receiver(_Session):
             self.finished = True
             self.deadline = None
             return []
+        if self._stall:
+            # the window stalled (see _arm): not a timeout, no backoff
+            self._stall = False
+            self.deadline = now + self.rto
+            self._ack_fresh = False
+            return self._reack(now)
         if not self._backoff(now):
             return self._timed_out()
         self.deadline = now + self.rto
@@ -670,6 +684,32 @@ class Receiver(_Session):
             out += self._take_run(run, now)
         return out
 
+    def _arm(self, now: float) -> None:
+        """The timer after an in-order block that did not end its window.
+
+        Windowed, a window's blocks come back to back: when they stop for
+        several of their usual gaps, the window's tail (or the sender's copy
+        of our last gap ACK) was lost.  ACKing the last in-order block then
+        (RFC 7440 section 4: the receiver ACKs the last block received in
+        order when something went missing) restarts the sender at once,
+        instead of after its tail-loss probe (1.5 RTT) and one more trip.
+        Measured through the 5 % loss relay: 0.46-0.58x -> 0.63x of the
+        loss-free rate.  A late block after such an ACK only costs the
+        sender a partial resend.  Lock-step, or the first block: the RTO.
+        """
+        if self.windowsize > 1 and self._since_ack > 1:
+            gap = now - self._block_at
+            self._gap = gap if not self._gap else 0.75 * self._gap + 0.25 * gap
+            probe = max(STALL_MIN, STALL_FACTOR * self._gap)
+            self._block_at = now
+            if probe < self.rto:
+                self._stall = True
+                self.deadline = now + probe
+                return
+        self._block_at = now
+        self._stall = False
+        self.deadline = now + self.rto
+
     def _take_run(self, payloads: list[bytes | memoryview], now: float) -> list[bytes]:
         """Hand a run of in-order full blocks (already counted in ``next``) to the sink."""
         if self.finished:
@@ -689,6 +729,8 @@ class Receiver(_Session):
         self.last_progress = now
         self._gap_acked = False
         self.deadline = now + self.rto
+        self._block_at = now
+        self._stall = False
         return []
 
     def _data(self, wire: int, payload: bytes, now: float) -> list[bytes]:
@@ -727,9 +769,11 @@ class Receiver(_Session):
                     self.deadline = None
                 return out
             self._since_ack += 1
-            self.deadline = now + self.rto
             if self._since_ack >= self.windowsize:
+                self.deadline = now + self.rto
+                self._stall = False
                 return self._send_ack(expected, now)
+            self._arm(now)
             return []
         if delta >= 0x8000:
             # an old block: the sender missed our ACK (or the network duplicated it)
