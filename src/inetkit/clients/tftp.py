@@ -29,9 +29,9 @@ from typing import Any
 from inetkit.io.udp_batch import (
     CMSG_SIZE,
     RECV_SIZE,
+    SPIN,
     BatchSender,
     enable_gro,
-    SPIN,
     precise_waiter,
     split_gro,
 )

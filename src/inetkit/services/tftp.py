@@ -48,9 +48,9 @@ from inetkit.io.addresses import plain_address
 from inetkit.io.udp_batch import (
     CMSG_SIZE,
     RECV_SIZE,
+    SPIN,
     BatchSender,
     enable_gro,
-    SPIN,
     precise_waiter,
     split_gro,
 )
@@ -324,7 +324,10 @@ class _Transfer:
     def _handle(self, data: bytes | list[Any], now: float) -> None:
         """One datagram, or a list of them from one GRO read."""
         session = self.session
-        out = session.receive_burst(data, now) if isinstance(data, list) else session.receive(data, now)
+        if isinstance(data, list):  # only a Receiver enables GRO
+            out = session.receive_burst(data, now)  # type: ignore[union-attr]
+        else:
+            out = session.receive(data, now)
         if self.upload is not None and not self.upload.done:
             if session.complete:
                 out = self._commit(out)
@@ -571,7 +574,8 @@ class _ThreadTransfer:
                             pass  # e.g. ECONNREFUSED from the peer's ICMP: the retry budget decides
                         continue
                 if ancillary:
-                    out = session.receive_burst(split_gro(data, ancillary, views=True), now)
+                    # only a Receiver enables GRO
+                    out = session.receive_burst(split_gro(data, ancillary, views=True), now)  # type: ignore[union-attr]
                 else:
                     out = session.receive(data, now)
                 if upload is not None and not upload.done:
@@ -649,7 +653,7 @@ class _ThreadTransfer:
             self.loop.remove_reader(self.stranger.fileno())
             self.stranger.close()
             self.stranger = None
-        self.service._finished(self)  # type: ignore[arg-type]
+        self.service._finished(self)
 
     def close(self, reason: str | None = None) -> None:
         """Ask the thread to stop (it sends ERROR ``reason`` when unfinished)."""

@@ -52,7 +52,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from inetkit.errors import LocalProtocolError, RemoteProtocolError
 from inetkit.proto.tftp import packets as P
@@ -528,7 +528,7 @@ class Receiver(_Session):
     Client: ``Receiver(sink, settings, now, request=RRQ, requested=options)``.
     """
 
-    def __init__(self, sink: Callable[[bytes], object], settings: Settings, now: float, *, dally: float = 0.0, **kwargs: object) -> None:
+    def __init__(self, sink: Callable[[Any], object], settings: Settings, now: float, *, dally: float = 0.0, **kwargs: object) -> None:
         super().__init__(settings, now, **kwargs)  # type: ignore[arg-type]
         self._sink = sink
         self.dally = dally
@@ -733,7 +733,7 @@ class Receiver(_Session):
         self._stall = False
         return []
 
-    def _data(self, wire: int, payload: bytes, now: float) -> list[bytes]:
+    def _data(self, wire: int, payload: bytes | memoryview, now: float) -> list[bytes]:
         expected = self.next
         delta = (wire - expected) & 0xFFFF
         if delta == 0:

@@ -13,7 +13,6 @@ import os
 
 from inetkit.proto.tftp import netascii
 
-
 #: bytes an OctetSource reads ahead with one pread (small blocks: one syscall per 128 of them)
 READ_AHEAD = 64 * 1024
 
