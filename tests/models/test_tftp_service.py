@@ -351,7 +351,11 @@ def test_stop_ends_threaded_transfers_and_leaves_no_upload(root: Path) -> None:
     with Raw() as reader, Raw() as writer:
         with running_service("tftp", proto="udp", options={"root": str(root), "allow_create": True}) as svc:
             reader.send(P.encode_request(P.RRQ, "big"), svc.address)
-            assert reader.recv()[0] == P.Data(1, b"b" * 512)  # then no ACK: the thread waits in recv
+            first, reader_tid = reader.recv()
+            assert first == P.Data(1, b"b" * 512)
+            reader.send(P.encode_ack(1), reader_tid)
+            # then no ACK: the thread waits in recv, inside its steady lock-step loop
+            assert reader.recv()[0] == P.Data(2, b"b" * 512)
             writer.send(P.encode_request(P.WRQ, "up.bin"), svc.address)
             ack0, tid = writer.recv()
             assert ack0 == P.Ack(0)
@@ -376,3 +380,30 @@ def test_transfers_beyond_the_thread_limit_run_in_the_event_loop(root: Path, tmp
         get_file(*svc.address, "t.bin", str(tmp_path / "t.bin"), blksize=1468, windowsize=8)
         assert svc.call(lambda: svc.runtime.service.threaded) == 1
     assert (tmp_path / "t.bin").read_bytes() == data
+
+
+def test_thread_driver_retransmits_mid_file_in_steady_lock_step(root: Path) -> None:
+    """A client that stops ACKing after a few blocks gets the last DATA again
+    (the steady loop hands the timeout back to the timer), then the rest."""
+    data = data_of(3000, 4)
+    (root / "m").write_bytes(data)
+    with running_service("tftp", proto="udp", options={"root": str(root), "timeout": 0.2}) as svc, Raw() as a:
+        a.send(P.encode_request(P.RRQ, "m"), svc.address)
+        packet, tid = a.recv()
+        for block in (1, 2, 3):
+            assert packet == P.Data(block, data[(block - 1) * 512:block * 512])
+            a.send(P.encode_ack(block), tid)
+            packet, _ = a.recv()
+        assert packet == P.Data(4, data[1536:2048])
+        again, _ = a.recv()  # not ACKed: sent again after the RTO
+        assert again == packet
+        block = 4
+        while True:
+            a.send(P.encode_ack(block), tid)
+            if block * 512 > len(data):
+                break
+            packet, _ = a.recv()
+            if packet == P.Data(block, data[(block - 1) * 512:block * 512]):
+                continue  # a late retransmission of the block we just ACKed
+            block += 1
+            assert packet == P.Data(block, data[(block - 1) * 512:block * 512])
