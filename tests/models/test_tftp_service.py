@@ -407,3 +407,16 @@ def test_thread_driver_retransmits_mid_file_in_steady_lock_step(root: Path) -> N
                 continue  # a late retransmission of the block we just ACKed
             block += 1
             assert packet == P.Data(block, data[(block - 1) * 512:block * 512])
+
+
+@pytest.mark.parametrize("blksize", [65464, 40000])
+def test_big_blocks_get_and_put_byte_identical(server: tuple[str, int], root: Path, tmp_path: Path, blksize: int) -> None:
+    """Big blocks: the client writes each straight to the file (no buffer), the
+    receiver passes views of the datagrams; sizes around block edges."""
+    for size in (blksize - 1, blksize, 3 * blksize + 17):
+        data = data_of(size, size)
+        (root / f"b{size}").write_bytes(data)
+        get_file(*server, f"b{size}", str(tmp_path / f"b{size}"), blksize=blksize, windowsize=4)
+        assert (tmp_path / f"b{size}").read_bytes() == data
+        put_file(*server, str(tmp_path / f"b{size}"), f"up{size}", blksize=blksize, windowsize=4)
+        assert (root / f"up{size}").read_bytes() == data

@@ -44,6 +44,8 @@ from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_siz
 #: receive buffer asked for: a window of large blocks must fit
 SOCKET_BUFFER = 4 * 1024 * 1024
 
+#: from this blksize on, get_file writes each block straight to the file
+DIRECT_WRITE_BLKSIZE = 32768
 #: a windowed transfer waits with select() (us precision) below this, SO_RCVTIMEO above
 PRECISE_BELOW = 0.05
 
@@ -312,9 +314,14 @@ def get_file(host: str, port: int, remote: str, local: str, **kwargs: object) ->
     """Download into ``local`` through a temporary file renamed on success."""
     directory = os.path.dirname(os.path.abspath(local))
     fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(local)}.", suffix=".part", dir=directory)
+    blksize = kwargs.get("blksize")
+    # big blocks go to the file as they come (a 1 MiB buffer would only add a
+    # copy per 64 KiB block); small ones are gathered into 1 MiB writes
+    buffering = 0 if isinstance(blksize, int) and blksize >= DIRECT_WRITE_BLKSIZE else 1 << 20
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as out:
-            result = download(host, port, remote, out.write, **kwargs)  # type: ignore[arg-type]
+        with os.fdopen(fd, "wb", buffering=buffering) as out:
+            write = out.write if buffering else _write_all(out)
+            result = download(host, port, remote, write, **kwargs)  # type: ignore[arg-type]
         os.chmod(temp, 0o644 & ~_umask())
         os.replace(temp, local)
     except BaseException:
@@ -324,6 +331,21 @@ def get_file(host: str, port: int, remote: str, local: str, **kwargs: object) ->
             pass
         raise
     return result
+
+
+def _write_all(out: Any) -> Callable[[bytes], None]:
+    """``write`` for an unbuffered file: a raw write may take less than it was
+    given, and a short write must never go unnoticed (a truncated download)."""
+    raw_write = out.write
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = raw_write(view)
+            if not written:
+                raise OSError("short write")
+            view = view[written:]
+    return write
 
 
 def put_file(host: str, port: int, local: str, remote: str, **kwargs: object) -> TransferResult:
