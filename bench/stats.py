@@ -133,11 +133,12 @@ class Target:
 
 
 def fmt_number(value: float | None, digits: int = 3) -> str:
-    """A compact human number: 3 significant digits, k/M suffixes above 10,000."""
+    """A compact human number: 3 significant digits, k above 10,000, M from
+    the point where k would need 4 digits (999.5k rounds to 1.00M)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     magnitude = abs(value)
-    if magnitude >= 10_000_000:
+    if magnitude >= 999_500:
         return f"{value / 1e6:.{digits}g}M"
     if magnitude >= 10_000:
         return f"{value / 1e3:.{digits}g}k"

@@ -82,6 +82,9 @@ def test_unmeasured_target_says_why() -> None:
 def test_fmt_number_is_compact() -> None:
     assert fmt_number(157_234.0) == "157k"
     assert fmt_number(12_345_678.0) == "12.3M"
+    assert fmt_number(1_180_000.0) == "1.18M"  # not "1.18e+03k"
+    assert fmt_number(999_400.0) == "999k"
+    assert fmt_number(999_600.0) == "1M"
     assert fmt_number(3.14159) == "3.14"
     assert fmt_number(0) == "0"
     assert fmt_number(None) == "–"
