@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import importlib
 import logging
 import os
@@ -141,6 +142,8 @@ class Supervisor:
         self.config = config
         self.strict = strict
         self.connection_log = connection_log
+        #: set once serve_forever froze the start-up heap (gc.freeze); reload re-freezes
+        self.heap_frozen = False
         #: re-reads the config from its original source (SIGHUP); None = no reload
         self.loader = loader
         self.control_path = control_path
@@ -317,7 +320,15 @@ class Supervisor:
         if self._reload_lock is None:
             self._reload_lock = asyncio.Lock()
         async with self._reload_lock:
-            result = self._reload()
+            refreeze = self.heap_frozen
+            if refreeze:  # what the old config leaves behind must be collectable
+                gc.unfreeze()
+            try:
+                result = self._reload()
+            finally:
+                if refreeze:
+                    gc.collect()
+                    gc.freeze()
             self.last_reload = dict(result, time=time.time())
             return result
 
@@ -545,8 +556,19 @@ def serve_forever(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+    def ready(services: list[BoundService]) -> None:
+        if on_ready is not None:
+            on_ready(services)
+        # Everything made at start-up (modules, config, services) lives as
+        # long as the daemon: frozen out of the collector's sight, a full
+        # collection scans only what connections allocate, which keeps its
+        # pauses short (a 1000-member chat room's fan-out saw 17-41 ms pauses
+        # without).  A reload thaws, collects and freezes again.
+        gc.freeze()
+        supervisor.heap_frozen = True
+
     try:
-        loop.run_until_complete(supervisor.run(stop, on_ready))
+        loop.run_until_complete(supervisor.run(stop, ready))
     finally:
         from inetkit.logs import flush_connection_log
 
