@@ -114,6 +114,7 @@ def _run_async(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0)
     """Serve until SIGTERM/SIGINT, then drain like the daemon does: stop
     accepting, give live connections ``grace`` seconds, abort the rest."""
     import asyncio
+    import gc
     import signal
 
     from inetkit.io.aio import new_event_loop
@@ -140,6 +141,7 @@ def _run_async(listener: socket.socket, rt: ServiceRuntime, grace: float = 10.0)
                 live.closer()
         await asyncio.sleep(0)  # let aborted transports report connection_lost
 
+    gc.freeze()  # as the daemon does once ready (supervisor.serve_forever): short collections
     try:
         loop.run_until_complete(serve_then_drain())
     finally:
