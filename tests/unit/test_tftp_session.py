@@ -353,19 +353,49 @@ def test_large_blocks_reach_the_sink_as_views_and_netascii_still_decodes() -> No
 
 
 def test_receiver_acks_a_stalled_window_before_its_rto() -> None:
-    """RFC 7440: blocks 1-3 of a 4-block window came 20 us apart, then nothing:
-    the window's tail was lost, so the receiver ACKs block 3 after a few of
-    those gaps (not after its RTO, and without counting a retransmission)."""
+    """RFC 7440, once a block went missing: blocks 5-7 of a 4-block window came
+    20 us apart, then nothing: the window's tail was lost, so the receiver
+    ACKs block 7 after a few of those gaps (not after its RTO, and without
+    counting a retransmission).  Without a loss before, a pause mid-window
+    only waits for the RTO (a sender may pause; atftpd does every MiB)."""
     r = Receiver(lambda p: None, Settings(blksize=8, windowsize=4, timeout=1.0), 0.0)
     r.start(0.0)
     t = 0.01
     for index in (1, 2, 3):
         assert r.receive(P.encode_data(index, b"x" * 8), t) == []
         t += 0.00002
+    assert (r.next_deadline() or 0) >= t - 0.00002 + r.rto * 0.99  # no loss yet: the plain RTO
+    assert r.receive(P.encode_data(4, b"x" * 8), t) == [ack(4)]
+    t += 0.0001
+    assert r.receive(P.encode_data(6, b"x" * 8), t) == [ack(4)]  # 5 lost: a gap ACK
+    t += 0.0001
+    for index in (5, 6, 7):  # the sender restarted at 5; 8 is lost
+        assert r.receive(P.encode_data(index, b"x" * 8), t) == []
+        t += 0.00002
     due = r.next_deadline()
     assert due is not None and due < t + 0.001 < t + r.rto
-    assert r.on_timer(due) == [ack(3)]
+    assert r.on_timer(due) == [ack(7)]
     assert r.retransmissions == 0
     assert (r.next_deadline() or 0) >= due + r.rto * 0.99  # then the plain RTO
-    # the sender restarts at 4: the window goes on normally
-    assert r.receive(P.encode_data(4, b"x" * 8), due + 0.0001) == []
+    # the sender restarts at 8: the window goes on normally
+    assert r.receive(P.encode_data(8, b"x" * 8), due + 0.001) == []
+
+
+def test_premature_stall_probe_makes_the_next_wait_longer() -> None:
+    """The block a stall probe asked for arrives sooner than a resend could:
+    it was late, not lost, so the next probe waits 4x longer."""
+    r = Receiver(lambda p: None, Settings(blksize=8, windowsize=4, timeout=1.0), 0.0)
+    r.start(0.0)
+    r.receive(P.encode_data(2, b"x" * 8), 0.001)  # a gap: this transfer has lost something
+    t = 0.002
+    for index in (1, 2, 3):
+        r.receive(P.encode_data(index, b"x" * 8), t)
+        t += 0.00002
+    first_wait = (r.next_deadline() or 0) - (t - 0.00002)
+    due = r.next_deadline() or 0
+    assert r.on_timer(due) == [ack(3)]
+    r.receive(P.encode_data(4, b"x" * 8), due + 0.00003)  # the original, merely late
+    r.receive(P.encode_data(5, b"x" * 8), due + 0.00005)
+    r.receive(P.encode_data(6, b"x" * 8), due + 0.00007)
+    second_wait = (r.next_deadline() or 0) - (due + 0.00007)
+    assert second_wait >= 3.9 * first_wait

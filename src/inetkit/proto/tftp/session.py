@@ -499,9 +499,13 @@ class Sender(_Session):
         network copy of the previous ACK comes right behind the original) and
         at most once per ``base``, so copies can never multiply.
         """
-        if self.windowsize == 1 or self.srtt is None or self.sent_max < self.base:
+        if self.windowsize == 1 or self.sent_max < self.base:
             return []
-        if self._fast_resent == self.base or now - self._window_at < self.srtt / 4:
+        # no RTT sample yet (the first exchange needed a retransmission, so Karn's
+        # rule allowed none): 1 ms still tells a copy from an answer, and waiting
+        # for the RTO instead would mean the unsampled 1-2 s per loss
+        guard = self.srtt / 4 if self.srtt is not None else MIN_PTO
+        if self._fast_resent == self.base or now - self._window_at < guard:
             return []
         self._fast_resent = self.base
         self._probe = 0  # Karn: these blocks are being sent again
@@ -544,6 +548,15 @@ class Receiver(_Session):
         self._stall = False  # the deadline is a stalled-window probe, not the RTO
         self._block_at = now  # when the last in-order block arrived
         self._gap = 0.0  # smoothed time between in-order blocks of a window
+        # the stall probe's thresholds (grow when a probe proves premature) and
+        # the last probe: when it went out and the block it asked for
+        self._stall_factor = STALL_FACTOR
+        self._stall_min = STALL_MIN
+        self._probed_at: float | None = None
+        self._probed_for = 0
+        #: a block went missing in this transfer (only then are stalls probed:
+        #: a sender that pauses mid-window, as atftpd does every MiB, loses none)
+        self._lossy = False
 
     def start(self, now: float) -> list[bytes]:
         if self._request is not None:
@@ -575,9 +588,11 @@ class Receiver(_Session):
             self._stall = False
             self.deadline = now + self.rto
             self._ack_fresh = False
+            self._probed_at, self._probed_for = now, self.next
             return self._reack(now)
         if not self._backoff(now):
             return self._timed_out()
+        self._lossy = True
         self.deadline = now + self.rto
         if not self._started:
             return [self._request] if self._request is not None else []
@@ -694,13 +709,16 @@ class Receiver(_Session):
         order when something went missing) restarts the sender at once,
         instead of after its tail-loss probe (1.5 RTT) and one more trip.
         Measured through the 5 % loss relay: 0.46-0.58x -> 0.63x of the
-        loss-free rate.  A late block after such an ACK only costs the
-        sender a partial resend.  Lock-step, or the first block: the RTO.
+        loss-free rate.  Only once a block went missing in this transfer: a
+        sender may pause mid-window without losing anything (atftpd does,
+        about every MiB), and a probe then only makes it resend; a probe
+        that proves premature makes the next wait 4x longer.  Lock-step, or
+        the first block: the RTO.
         """
-        if self.windowsize > 1 and self._since_ack > 1:
+        if self.windowsize > 1 and self._since_ack > 1 and self._lossy:
             gap = now - self._block_at
             self._gap = gap if not self._gap else 0.75 * self._gap + 0.25 * gap
-            probe = max(STALL_MIN, STALL_FACTOR * self._gap)
+            probe = max(self._stall_min, self._stall_factor * self._gap)
             self._block_at = now
             if probe < self.rto:
                 self._stall = True
@@ -710,10 +728,23 @@ class Receiver(_Session):
         self._stall = False
         self.deadline = now + self.rto
 
+    def _check_probe(self, first: int, now: float) -> None:
+        """In-order data after a stall probe: when the block it asked for came
+        sooner than a resend could (half a round trip), it was only late, not
+        lost (a sender that paces its window, as atftpd does): wait 4x longer
+        before the next probe, so such a sender is not made to resend."""
+        if first == self._probed_for and self._probed_at is not None:
+            if now - self._probed_at < max(0.5 * (self.srtt or 0.0), 0.0001):
+                self._stall_factor *= 4
+                self._stall_min *= 4
+        self._probed_at = None
+
     def _take_run(self, payloads: list[bytes | memoryview], now: float) -> list[bytes]:
         """Hand a run of in-order full blocks (already counted in ``next``) to the sink."""
         if self.finished:
             return []
+        if self._probed_at is not None:
+            self._check_probe(self.next - len(payloads), now)
         chunk = b"".join(payloads)
         try:
             self._sink(chunk)
@@ -744,6 +775,8 @@ class Receiver(_Session):
             if self._ack_fresh and self._since_ack == 0 and self.retries == 0:
                 self._sample(now - self._last_ack_at)
                 self._ack_fresh = False
+            if self._probed_at is not None:
+                self._check_probe(expected, now)
             try:
                 self._sink(payload)
             except Abort as exc:
@@ -783,6 +816,7 @@ class Receiver(_Session):
             return []
         if self._dallying:
             return []
+        self._lossy = True
         # a block ahead of the expected one: something was lost; ask from the gap,
         # once per burst (again later: that ACK may be lost, and the sender's
         # tail-loss probe then lands here)
