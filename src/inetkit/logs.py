@@ -33,6 +33,14 @@ _FORMAT_ENV = "INETKIT_LOG_FORMAT"
 FLUSH_DELAY = 0.2
 #: buffered lines beyond which a batch is written at once
 MAX_BUFFERED = 512
+#: values queued per connection (``ConnectionLog.queue``)
+FIELDS = 10
+
+
+def _entries(flat: list[Any]) -> Any:
+    """The queued connections, FIELDS values at a time (zip reuses its tuple)."""
+    it = iter(flat)
+    return zip(*[it] * FIELDS)
 
 
 _SAFE = re.compile(r"[\w .:\[\]%=/+-]*\Z")
@@ -85,7 +93,8 @@ class ConnectionLog:
     def __init__(self, stream: TextIO, fmt: str) -> None:
         self.stream = stream
         self.json = fmt == "json"
-        self.buffer: list[tuple[Any, ...]] = []
+        #: queued connections, FIELDS values each, flat (see ``queue``)
+        self.buffer: list[Any] = []
         self.timer: asyncio.TimerHandle | None = None
         self._second = -1
         self._stamp = ""
@@ -143,19 +152,27 @@ class ConnectionLog:
         """Log one connection that ended at monotonic time ``end`` and started
         at ``started``; ``pid`` None means this process.  In an event loop only
         the fields are queued: the batch is formatted at flush time, which
-        keeps the per-connection cost to a tuple and an append."""
-        entry = (end, service, peer, model, pid, started, bytes_in, bytes_out, outcome)
+        keeps the per-connection cost to one list extend.
+
+        The fields go into one flat list of plain values, not a tuple per
+        connection, and the peer tuple is taken apart: hundreds of queued
+        containers would each be tracked by the garbage collector, make its
+        young-generation passes run more often and scan them all each time
+        (measured: about 1.3 µs per connection, more than the formatting)."""
+        host, port = (peer, None) if isinstance(peer, str) else peer
         if self.timer is not None:  # a flush is already due: just queue the entry
-            self.buffer.append(entry)
-            if len(self.buffer) >= MAX_BUFFERED:
+            buffer = self.buffer
+            buffer += (end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome)
+            if len(buffer) >= MAX_BUFFERED * FIELDS:
                 self.flush()
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop to flush later (a forked child): now
-            self._emit(self._format(time.time() - time.monotonic(), *entry) + "\n")
+            self._emit(self._format(time.time() - time.monotonic(), end, service, peer, model, pid, started,
+                                    bytes_in, bytes_out, outcome) + "\n")
             return
-        self.buffer.append(entry)
+        self.buffer += (end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome)
         self.timer = loop.call_later(FLUSH_DELAY, self.flush)
 
     def write(self, service: str, peer: str | tuple[str, int], model: str, pid: int, duration: float,
@@ -173,11 +190,15 @@ class ConnectionLog:
             offset = time.time() - time.monotonic()
             if self.json:
                 fmt = self._format
-                self._emit("".join([fmt(offset, *e) + "\n" for e in entries]))
+                self._emit("".join([
+                    fmt(offset, end, service, host if port is None else (host, port), model, pid, started,
+                        bytes_in, bytes_out, outcome) + "\n"
+                    for end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome
+                    in _entries(entries)]))
             else:
                 self._emit(self._plain_batch(entries, offset))
 
-    def _plain_batch(self, entries: list[tuple[Any, ...]], offset: float) -> str:
+    def _plain_batch(self, entries: list[Any], offset: float) -> str:
         """``_format`` for a whole batch of plain lines, in one loop (the
         common case).  One ``%`` format per line: measured about twice as
         fast as the equivalent f-string with its ``int()`` and format specs."""
@@ -186,7 +207,7 @@ class ConnectionLog:
         heads = self._heads
         mypid = self.pid
         second, stamp = self._second, self._stamp
-        for end, service, peer, model, pid, started, bytes_in, bytes_out, outcome in entries:
+        for end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome in _entries(entries):
             now = end + offset
             if now - second >= 1.0 or now < second:
                 self._refresh(int(now))
@@ -195,10 +216,9 @@ class ConnectionLog:
             if head is None:
                 head = heads[(service, model)] = (f" inetkit[{mypid}] INFO {printable(service)} ",
                                                   f" {printable(model)} pid=")
-            if isinstance(peer, str):
-                host, port, line = peer, "", _LINE_TEXT_PEER
+            if port is None:  # a peer already in text form
+                port, line = "", _LINE_TEXT_PEER
             else:
-                host, port = peer
                 line = _LINE_V6 if ":" in host else _LINE_V4
             append(line % (stamp, (now - second) * 1000, head[0], host, port, head[1], pid or mypid,
                            end - started if started is not None else 0.0, bytes_in, bytes_out, outcome))

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 
+from inetkit import logs
 from inetkit.logs import ConnectionLog
 
 
@@ -77,6 +78,10 @@ def test_batched_plain_lines_equal_single_lines() -> None:
     entries = [(100.25, "echo", ("127.0.0.1", 5), "async", None, 99.0, 1, 2, "ok"),
                (100.5, "echo", ("::1", 6), "fork", 77, None, 0, 0, "reset"),
                (101.75, "cat", "10.0.0.1:7", "exec", 5, 101.0, 3, 4, "exit=1")]
-    batch = clog._plain_batch(entries, 1_000_000.0)
+    # queued flat, FIELDS values a connection, the peer tuple taken apart (ConnectionLog.queue)
+    flat = [value for end, service, peer, *rest in entries
+            for value in (end, service, *((peer, None) if isinstance(peer, str) else peer), *rest)]
+    assert len(flat) == len(entries) * logs.FIELDS
+    batch = clog._plain_batch(flat, 1_000_000.0)
     assert batch == "".join(clog._format(1_000_000.0, *e) + "\n" for e in entries)
     assert "[::1]:6 fork pid=77 0.000s" in batch and f"pid={os.getpid()} 1.250s" in batch
