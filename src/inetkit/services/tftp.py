@@ -161,7 +161,26 @@ class _Upload:
             pass
 
 
-class _Transfer:
+class _TransferState:
+    """What every transfer holds, whichever driver runs it: its peer, session,
+    file and the counters its log line reports."""
+
+    def __init__(self, service: TftpService, peer: Any, session: Sender | Receiver, what: str,
+                 fd: int | None = None, upload: _Upload | None = None) -> None:
+        self.service = service
+        self.peer = peer
+        self.session = session
+        self.what = what
+        self.fd = fd
+        self.upload = upload
+        self.sock: socket.socket | None = None
+        self.started = time.monotonic()
+        self.closed = False
+        self.dropped = 0
+        self.loop = asyncio.get_running_loop()
+
+
+class _Transfer(_TransferState):
     """One transfer on its own socket (TID): session + timer + file.
 
     The hot path is lean on purpose (lock-step TFTP is round-trip bound, so
@@ -174,19 +193,9 @@ class _Transfer:
 
     def __init__(self, service: TftpService, peer: Any, session: Sender | Receiver, what: str,
                  fd: int | None = None, upload: _Upload | None = None) -> None:
-        self.service = service
-        self.peer = peer
-        self.session = session
-        self.what = what
-        self.fd = fd
-        self.upload = upload
-        self.sock: socket.socket | None = None
+        super().__init__(service, peer, session, what, fd, upload)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = 0.0
-        self.started = time.monotonic()
-        self.closed = False
-        self.dropped = 0
-        self.loop = asyncio.get_running_loop()
         # a sender only ever reads ACKs and ERRORs; a receiver reads whole blocks
         self._bufsize = 1024 if isinstance(session, Sender) else P.MAX_PACKET + 1
         self._drain = 1 if isinstance(session, Sender) else 64
@@ -421,7 +430,7 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
 
-class _ThreadTransfer:
+class _ThreadTransfer(_TransferState):
     """One transfer driven by a thread of its own, with blocking syscalls.
 
     Why: lock-step TFTP is round-trip bound and, with client and server on
@@ -453,18 +462,8 @@ class _ThreadTransfer:
 
     def __init__(self, service: TftpService, peer: Any, session: Sender | Receiver, what: str,
                  fd: int | None = None, upload: _Upload | None = None) -> None:
-        self.service = service
-        self.peer = peer
-        self.session = session
-        self.what = what
-        self.fd = fd
-        self.upload = upload
-        self.sock: socket.socket | None = None
+        super().__init__(service, peer, session, what, fd, upload)
         self.stranger: socket.socket | None = None
-        self.started = time.monotonic()
-        self.closed = False
-        self.dropped = 0
-        self.loop = asyncio.get_running_loop()
         self._stop: str | None = None
         self._thread: threading.Thread | None = None
         #: counted in service.threaded (until _finished)
