@@ -49,6 +49,7 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import errno
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -748,11 +749,8 @@ class Receiver(_Session):
         chunk = b"".join(payloads)
         try:
             self._sink(chunk)
-        except Abort as exc:
-            return self.abort(exc.code, exc.message)
-        except OSError as exc:
-            code = P.ERR_DISK_FULL if exc.errno == 28 else P.ERR_UNDEFINED
-            return self.abort(code, f"write error: {exc.strerror or exc}")
+        except (Abort, OSError) as exc:
+            return self._sink_failed(exc)
         self.bytes += len(chunk)
         if self.retries:
             self.retries = 0
@@ -763,6 +761,14 @@ class Receiver(_Session):
         self._block_at = now
         self._stall = False
         return []
+
+    def _sink_failed(self, exc: Abort | OSError) -> list[bytes]:
+        """The ERROR for a sink that refused a block: its own (an Abort, e.g.
+        max_size) or the disk's (ENOSPC is RFC 1350's "disk full")."""
+        if isinstance(exc, Abort):
+            return self.abort(exc.code, exc.message)
+        code = P.ERR_DISK_FULL if exc.errno == errno.ENOSPC else P.ERR_UNDEFINED
+        return self.abort(code, f"write error: {exc.strerror or exc}")
 
     def _data(self, wire: int, payload: bytes | memoryview, now: float) -> list[bytes]:
         expected = self.next
@@ -779,11 +785,8 @@ class Receiver(_Session):
                 self._check_probe(expected, now)
             try:
                 self._sink(payload)
-            except Abort as exc:
-                return self.abort(exc.code, exc.message)
-            except OSError as exc:
-                code = P.ERR_DISK_FULL if exc.errno == 28 else P.ERR_UNDEFINED
-                return self.abort(code, f"write error: {exc.strerror or exc}")
+            except (Abort, OSError) as exc:
+                return self._sink_failed(exc)
             self.bytes += len(payload)
             self.next = expected + 1
             if self.retries:
