@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from inetkit.proto import internal as core
 from inetkit.services.base import is_reflection_risk
@@ -67,3 +70,10 @@ def test_oneshot_closes_after_reply() -> None:
 )
 def test_reflection_risky_sources(peer: tuple[str, int], risky: bool) -> None:
     assert is_reflection_risk(peer) is risky
+
+
+@given(st.integers(min_value=0, max_value=2**34))
+def test_daytime_text_spells_what_strftime_does_in_the_c_locale(second: int) -> None:
+    core._daytime_cache = (-1, b"")  # each example formats afresh
+    expected = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(second)).encode("ascii") + b"\r\n"
+    assert core.daytime_text(second + 0.5) == expected

@@ -70,11 +70,18 @@ def daytime_text(now: float) -> bytes:
     global _daytime_cache
     second = int(now)
     if _daytime_cache[0] != second:
-        text = _time.strftime("%a %b %d %H:%M:%S %Y", _time.gmtime(second)).encode("ascii") + b"\r\n"
+        # the C locale's names, spelled out here rather than by strftime(): the
+        # text must not depend on LC_TIME, and a forked child that would call
+        # strftime first pays for faulting in libc's locale machinery
+        t = _time.gmtime(second)
+        text = b"%s %s %02d %02d:%02d:%02d %d\r\n" % (
+            _DAYS[t.tm_wday], _MONTHS[t.tm_mon - 1], t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, t.tm_year)
         _daytime_cache = (second, text)
     return _daytime_cache[1]
 
 
+_DAYS = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")  # tm_wday: Monday is 0
+_MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
 _daytime_cache: tuple[int, bytes] = (-1, b"")
 
 

@@ -28,6 +28,10 @@ from inetkit.services.options import Option, ParsedOptions, parse_options
 
 Address = tuple[Any, ...]
 
+#: a reply this small always fits an empty socket send buffer: sending it
+#: cannot block, so it needs no timeout (``Service._reply_at_once``)
+SMALL_REPLY = 4096
+
 
 @dataclass
 class ServiceContext:
@@ -143,9 +147,26 @@ class Service:
 
     def handle_blocking(self, sock: socket.socket, ctx: ConnectionContext) -> None:
         """Serve one connection on a blocking socket (iterative, fork, thread)."""
+        if self.instant_reply:
+            self._reply_at_once(sock, ctx)
+            return
         from inetkit.io.blocking import drive_session
 
         drive_session(sock, self.open_session(ctx), ctx)
+
+    def _reply_at_once(self, sock: socket.socket, ctx: ConnectionContext) -> None:
+        """``instant_reply``: send the session's whole answer, read nothing.
+        Lean on purpose: in the fork model every page this touches is copied
+        into the child (the async model's twin is models/instant.py)."""
+        session = self.open_session(ctx)
+        reply = session.start()
+        if not session.closing or session.producing:
+            raise RuntimeError(f"{type(session).__name__} does not answer at once and close "
+                               "(its service must not set instant_reply)")
+        if len(reply) > SMALL_REPLY:  # may not fit the send buffer: a peer that never reads must time out
+            sock.settimeout(ctx.service.idle_timeout)
+        sock.sendall(reply)
+        ctx.bytes_out += len(reply)
 
     #: an ``async def handle_async(reader, writer, ctx)`` override makes the
     #: async model use asyncio streams instead of the session protocol
