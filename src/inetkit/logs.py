@@ -159,21 +159,19 @@ class ConnectionLog:
         containers would each be tracked by the garbage collector, make its
         young-generation passes run more often and scan them all each time
         (measured: about 1.3 µs per connection, more than the formatting)."""
+        if self.timer is None:  # the first entry of a batch: schedule its flush
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to flush later (a forked child): now
+                self._emit(self._format(time.time() - time.monotonic(), end, service, peer, model, pid, started,
+                                        bytes_in, bytes_out, outcome) + "\n")
+                return
+            self.timer = loop.call_later(FLUSH_DELAY, self.flush)
         host, port = (peer, None) if isinstance(peer, str) else peer
-        if self.timer is not None:  # a flush is already due: just queue the entry
-            buffer = self.buffer
-            buffer += (end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome)
-            if len(buffer) >= MAX_BUFFERED * FIELDS:
-                self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop to flush later (a forked child): now
-            self._emit(self._format(time.time() - time.monotonic(), end, service, peer, model, pid, started,
-                                    bytes_in, bytes_out, outcome) + "\n")
-            return
-        self.buffer += (end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome)
-        self.timer = loop.call_later(FLUSH_DELAY, self.flush)
+        buffer = self.buffer
+        buffer += (end, service, host, port, model, pid, started, bytes_in, bytes_out, outcome)
+        if len(buffer) >= MAX_BUFFERED * FIELDS:
+            self.flush()
 
     def write(self, service: str, peer: str | tuple[str, int], model: str, pid: int, duration: float,
               bytes_in: int, bytes_out: int, outcome: str) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 from inetkit.io.addresses import plain_address
 from inetkit.models.accept import PER_CONNECTION, TRANSIENT
 from inetkit.models.runtime import ServiceRuntime
-from inetkit.services.base import ConnectionContext
+from inetkit.services.base import ConnectionContext, instant_answer
 
 #: connections accepted per readiness callback before yielding to the loop
 ACCEPT_BATCH = 64
@@ -65,11 +65,7 @@ async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
             return
         outcome = "ok"
         try:
-            session = open_session(ctx)
-            reply = session.start()
-            if not session.closing or session.producing:
-                raise RuntimeError(f"{type(session).__name__} does not answer at once and close "
-                                   "(its service must not set instant_reply)")
+            reply = instant_answer(open_session(ctx))
             sent = conn.send(reply, socket.MSG_DONTWAIT) if reply else 0
             ctx.bytes_out += sent
             if sent < len(reply):

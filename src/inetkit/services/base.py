@@ -158,11 +158,7 @@ class Service:
         """``instant_reply``: send the session's whole answer, read nothing.
         Lean on purpose: in the fork model every page this touches is copied
         into the child (the async model's twin is models/instant.py)."""
-        session = self.open_session(ctx)
-        reply = session.start()
-        if not session.closing or session.producing:
-            raise RuntimeError(f"{type(session).__name__} does not answer at once and close "
-                               "(its service must not set instant_reply)")
+        reply = instant_answer(self.open_session(ctx))
         if len(reply) > SMALL_REPLY:  # may not fit the send buffer: a peer that never reads must time out
             sock.settimeout(ctx.service.idle_timeout)
         sock.sendall(reply)
@@ -194,6 +190,16 @@ class Service:
 
     async def aclose(self) -> None:
         """Called once when the daemon stops serving this listener."""
+
+
+def instant_answer(session: StreamSession) -> bytes:
+    """The whole answer of an ``instant_reply`` service's fresh session.  A
+    session that would go on reading or producing is a programming error."""
+    reply = session.start()
+    if not session.closing or session.producing:
+        raise RuntimeError(f"{type(session).__name__} does not answer at once and close "
+                           "(its service must not set instant_reply)")
+    return reply
 
 
 #: UDP ports this process serves in-process datagram services on (a count per
