@@ -10,6 +10,7 @@ from inetkit.config.schema import Limits
 from inetkit.proto import internal as core
 from inetkit.services.base import ConnectionContext, StreamSession
 from inetkit.services.internal import DaytimeService
+from inetkit.testing.logs import captured_log
 from inetkit.testing.net import connect, recv_all
 from inetkit.testing.running import running_service
 
@@ -75,19 +76,26 @@ def test_access_rules_refuse_before_any_reply() -> None:
 @pytest.mark.parametrize("model", ["async", "thread", "fork"])
 def test_a_reply_larger_than_one_send_arrives_whole(model: str) -> None:
     # async: the rest is finished by a transport; blocking models: sendall under the idle timeout
-    with running_service(f"{__name__}:BigReplyService", model=model) as svc:
+    with captured_log() as log, running_service(f"{__name__}:BigReplyService", model=model) as svc:
         with connect(svc.address) as c:
+            client = f"127.0.0.1:{c.getsockname()[1]} "
             got = recv_all(c)
         assert got == BIG
         if model != "fork":  # a fork child's byte counts reach the daemon as worker events
+            # counted once its connection log line is written (the client may see EOF first)
+            assert log.wait_for(client).endswith(" ok")
             counters = _counters(svc)
             assert counters["bytes_out"] == len(BIG) and counters["errors"] == 0
 
 
 @pytest.mark.parametrize("model", ["async", "thread"])
 def test_a_session_that_does_not_close_is_an_error_not_a_crash(model: str) -> None:
-    with running_service(f"{__name__}:MisdeclaredService", model=model) as svc:
+    with captured_log() as log, running_service(f"{__name__}:MisdeclaredService", model=model) as svc:
         for _ in range(2):  # the listener keeps serving after the failure
             with connect(svc.address) as c:
+                client = f"127.0.0.1:{c.getsockname()[1]} "
                 assert recv_all(c) == b""
+            # the client may see the close before the daemon has counted it:
+            # its connection log line is written once it has
+            assert log.wait_for(client).endswith(" error")
         assert _counters(svc)["errors"] == 2
