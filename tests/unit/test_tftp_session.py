@@ -255,7 +255,8 @@ def test_netascii_source_releases_acknowledged_blocks(tmp_path) -> None:  # type
                 wire = [d for a in replies for d in s.receive(a, t)]
                 peak = max(peak, len(source._blocks))
             assert bytes(got) == netascii.encode(text)
-            assert peak <= windowsize + 2  # acknowledged blocks are dropped, not hoarded
+            # acknowledged blocks are dropped, not hoarded (lock-step tells the source every 16 blocks)
+            assert peak <= max(windowsize, 16) + 2
     finally:
         os.close(fd)
 

@@ -571,8 +571,8 @@ class _ThreadTransfer(_TransferState):
                 now = clock()
                 if self._stop is not None:
                     break  # woken by shutdown()
-                if lockstep is not None and len(data) == 4 and data[1] == 4 and data[0] == 0:
-                    datagram = lockstep((data[2] << 8) | data[3], now)
+                if lockstep is not None:
+                    datagram = lockstep(data, now)
                     if datagram is not None:
                         try:
                             send(datagram)
@@ -613,7 +613,7 @@ class _ThreadTransfer(_TransferState):
                 pass  # the loop is gone (daemon exiting): nothing left to account
 
     def _lockstep_run(self, recv: Callable[[int], bytes], send: Callable[[bytes], int],
-                      lockstep: Callable[[int, float], bytes | None], bufsize: int,
+                      lockstep: Callable[[bytes, float], bytes | None], bufsize: int,
                       rto_floor: float) -> tuple[bytes | None, float]:
         """Steady lock-step, the tightest loop there is: ACK in, next DATA out.
 
@@ -622,20 +622,22 @@ class _ThreadTransfer(_TransferState):
         ``_run`` to deal with, and returns at once on a timeout, a stop, or
         an RTO that fell below the SO_RCVTIMEO in force (``rto_floor``), so
         the timer and the rest are ``_run``'s job (it costs a few bytecodes
-        per block less: lock-step throughput is per-block CPU).
+        per block less: lock-step throughput is per-block CPU).  A stop needs
+        no check per block: ``close`` shuts the socket down for reading, so
+        the next ``recv`` returns an empty datagram, which goes back to ``_run``.
         """
         clock = time.monotonic
         session = self.session
         now = clock()
-        while self._stop is None and not session.finished and session.rto >= rto_floor:
+        if self._stop is not None:
+            return None, now
+        while not session.finished and session.rto >= rto_floor:
             try:
                 data = recv(bufsize)
             except (BlockingIOError, InterruptedError, TimeoutError, ConnectionRefusedError):
                 return None, clock()
             now = clock()
-            if len(data) != 4 or data[1] != 4 or data[0] != 0:
-                return data, now
-            datagram = lockstep((data[2] << 8) | data[3], now)
+            datagram = lockstep(data, now)
             if datagram is None:
                 return data, now
             try:

@@ -270,6 +270,13 @@ class Sender(_Session):
         self._started = False  # DATA phase begun
         self._window_at = now  # when the current window was last (re)sent
         self._fast_resent = 0  # base whose window a duplicate ACK already resent (0: none)
+        #: lock-step, started, unfinished: the ACK of the one outstanding full
+        #: block, which ``lockstep_ack`` answers (None: not in that state)
+        self._steady_ack: bytes | None = None
+
+    def _fail(self, failure: Failure) -> None:
+        self._steady_ack = None
+        super()._fail(failure)
 
     def replace_source(self, source: BlockSource) -> None:
         """Take blocks from ``source`` from now on (a client that learns its
@@ -331,6 +338,7 @@ class Sender(_Session):
             self.sent_max = last
         self._rto_at = now + self.rto
         self._window_at = now
+        self._steady_ack = _HH.pack(_ACK, self.base & 0xFFFF) if self.windowsize == 1 and self.last_index is None else None
         if self.windowsize > 1 and self.srtt is not None:
             # tail-loss probe (in the spirit of RFC 8985): when the window's last
             # block or its ACK is lost, the receiver has nothing to answer; resend
@@ -368,6 +376,9 @@ class Sender(_Session):
     def receive(self, data: bytes, now: float) -> list[bytes]:
         if self.finished:
             return []
+        if data == self._steady_ack:
+            # lock-step: the one outstanding full block is acknowledged
+            return [self.lockstep_ack(data, now)]  # type: ignore[list-item]
         # fast path: an ACK during the transfer proper
         if self._started and len(data) == 4 and data[0] == 0 and data[1] == _ACK:
             return self._ack((data[2] << 8) | data[3], now)
@@ -416,20 +427,21 @@ class Sender(_Session):
         self.retries = 0
         self.last_progress = now
 
-    def lockstep_ack(self, wire: int, now: float) -> bytes | None:
-        """The lock-step hot path, for a driver that checked the datagram is an
-        ACK (opcode 4, length 4) and passes its block number: when it
-        acknowledges the one outstanding full block, returns the next DATA to
+    def lockstep_ack(self, data: bytes, now: float) -> bytes | None:
+        """The lock-step hot path: when ``data`` (a datagram from the peer) is
+        the ACK of the one outstanding full block, returns the next DATA to
         send; otherwise None and nothing changed (the driver then calls
         ``receive``, which handles every other case).
 
         Why a method of its own: lock-step TFTP is round-trip bound and the
-        per-block Python decides its throughput; this skips ``receive``'s
-        dispatch and the result list.
+        per-block Python decides its throughput (client and server usually
+        share a CPU).  One bytes comparison with the exact ACK expected
+        (``_steady_ack``, kept by ``_send_window`` and here; None when not
+        lock-step, not started, finished or after the last block) stands for
+        the length, opcode and block number checks and ``receive``'s
+        dispatch; the source hears what it may drop every 16 blocks only.
         """
-        base = self.base
-        if wire != (base & 0xFFFF) or base != self.sent_max or self.windowsize != 1 or base == self.last_index \
-                or not self._started or self.finished:
+        if data != self._steady_ack:
             return None
         if self._probe:
             self._sample(now - self._probe_at)
@@ -437,31 +449,36 @@ class Sender(_Session):
         if self.retries:
             self.retries = 0
             self._restore_rto()
-        self.bytes += self.blksize
+        blksize = self.blksize
+        self.bytes += blksize
         self.last_progress = now
-        index = base + 1
+        index = self.base + 1
         self.base = self.sent_max = index
-        self._release(index)
         try:
             payload = self._block(index)
         except Abort as exc:
             return self.abort(exc.code, exc.message)[0]
         except OSError as exc:
             return self.abort(P.ERR_UNDEFINED, f"read error: {exc.strerror or exc}")[0]
-        if len(payload) < self.blksize:
+        wire = index & 0xFFFF
+        if len(payload) == blksize:
+            self._steady_ack = _HH.pack(_ACK, wire)
+        else:
+            if len(payload) > blksize:
+                return self.abort(P.ERR_UNDEFINED, f"block source gave {len(payload)} bytes for blksize {blksize}")[0]
             self.last_index = index
-        if not index & 15:  # an RTT sample every 16 blocks is plenty, and each costs ~1 us
+            self._steady_ack = None
+        if not index & 15:
+            # an RTT sample every 16 blocks is plenty (each costs ~1 us), and the
+            # source may drop what lies below as rarely
+            self._release(index)
             self._probe = index
             self._probe_at = now
         self.deadline = now + self.rto
-        return _HH.pack(_DATA, index & 0xFFFF) + payload
+        return _HH.pack(_DATA, wire) + payload
 
     def _ack(self, wire: int, now: float) -> list[bytes]:
         base = self.base
-        if wire == (base & 0xFFFF) and base == self.sent_max and self.windowsize == 1 and base != self.last_index:
-            # lock-step: the one outstanding full block is acknowledged
-            datagram = self.lockstep_ack(wire, now)
-            return [datagram] if datagram is not None else []
         acked_before = base - 1
         delta = (wire - acked_before) & 0xFFFF
         if delta == 0:
