@@ -27,7 +27,8 @@ import pytest
 from inetkit.logs import ConnectionLog
 from inetkit.models import forkworker
 from inetkit.models.forking import lean_worker_environment, lean_worker_path, worker_command
-from inetkit.models.forkworker import ConnectionLine, EventBatch, ForkCall
+from inetkit.models.forkworker import ConnectionLine, EventBatch, ForkCall, InstantAnswer
+from inetkit.services.internal import DaytimeService
 from inetkit.testing.net import connect, recv_all
 from inetkit.worker import UsageError, parse_args
 
@@ -225,6 +226,110 @@ def test_children_reseed_random_are_reaped_and_a_killed_child_is_logged() -> Non
         assert proc.returncode == 0, err
         assert "lottery 127.0.0.1:" in err and "killed=9" in err
         assert err.count(" ok\n") == 3, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        os.close(rfd)
+
+
+# -- the instant-reply fast path ------------------------------------------------------------
+
+_SERVE_INSTANT = """
+import sys
+sys.path[:] = {path!r}
+from inetkit.models import forkhooks
+forkhooks.install()
+import socket
+from inetkit.config.schema import ServiceConfig
+from inetkit.models import forkworker
+from inetkit.proto import internal as core
+from inetkit.services.internal import DaytimeService
+
+class Picky(DaytimeService):
+    name = "picky"
+    def open_session(self, ctx):
+        if ctx.peer[1] % 4 == 2:  # some client ports: a failing service
+            raise ValueError("unlucky port")
+        return core.OneShotSession(b"%s %d %s:%d\\r\\n" % (ctx.peer[0].encode(), ctx.peer[1],
+                                                          ctx.local[0].encode(), ctx.local[1]))
+
+forkworker.setup_worker_logging()
+listener = socket.create_server(({host!r}, 0))
+config = ServiceConfig(name="picky", port=0, proto="tcp", model="fork", handler="x:Picky")
+print(listener.getsockname()[1], flush=True)
+sys.exit(forkworker.serve(listener, config, Picky({{}}), events_fd=int(sys.argv[1]), grace=0.5))
+"""
+
+
+class _Overrides(DaytimeService):
+    def handle_blocking(self, sock, ctx):  # type: ignore[no-untyped-def]
+        sock.sendall(b"mine")
+
+
+class _Big(DaytimeService):
+    def open_session(self, ctx):  # type: ignore[no-untyped-def]
+        from inetkit.proto import internal as core
+
+        return core.OneShotSession(b"x" * 5000)
+
+
+def test_the_instant_answer_is_computed_in_the_parent_only_where_it_is_the_same_answer() -> None:
+    from inetkit.services.internal import EchoService
+
+    sctx = forkworker.service_context(_config())
+    local = ("127.0.0.1", 13)
+    answer = InstantAnswer(DaytimeService(), sctx, local)
+    assert answer.enabled
+    text = answer(("127.0.0.1", 5000))
+    assert text is not None and text.endswith(b"\r\n") and len(text.split()) == 5
+    assert not InstantAnswer(DaytimeService(), sctx, None).enabled  # wildcard bind: local address varies
+    assert not InstantAnswer(_Overrides(), sctx, local).enabled  # its own way of answering
+    assert not InstantAnswer(EchoService(), sctx, local).enabled  # not an instant reply
+    assert InstantAnswer(_Big(), sctx, local)(("127.0.0.1", 5000)) is None  # may not fit the send buffer
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_instant_children_send_the_parents_answer_and_failures_go_the_ordinary_way(host: str) -> None:
+    rfd, wfd = os.pipe()
+    os.set_blocking(rfd, False)
+    path = lean_worker_path("inetkit")
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _SERVE_INSTANT.format(path=path, host=host), str(wfd)],
+                            pass_fds=(wfd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(wfd)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        good = bad = 0
+        sizes = []
+        for _ in range(40):  # consecutive client ports: both kinds come up at once
+            if good >= 3 and bad >= 2:
+                break
+            with connect(("127.0.0.1", port)) as sock:
+                mine = sock.getsockname()[1]
+                got = recv_all(sock)
+            if mine % 4 == 2:
+                assert got == b""  # the service failed: nothing sent, the child logs it
+                bad += 1
+            else:
+                # the context the answer was made from: this peer, the listener's address
+                assert got == b"127.0.0.1 %d 127.0.0.1:%d\r\n" % (mine, port)
+                sizes.append(len(got))
+                good += 1
+        assert good >= 3 and bad >= 2, (good, bad)
+        events = _events(rfd, 3 * (good + bad), time.monotonic() + 10)
+        closes = [e for e in events if e["ev"] == "close"]
+        assert sorted(e["outcome"] for e in closes) == ["error"] * bad + ["ok"] * good, events
+        assert sorted(e["out"] for e in closes if e["outcome"] == "ok") == sorted(sizes), closes
+        reaps = [e for e in events if e["ev"] == "reap"]
+        assert sorted(e["outcome"] for e in reaps) == ["exit=1"] * bad + ["ok"] * good, events
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert err.count(" ok\n") == good and err.count(" error\n") == bad, err
+        assert err.count("child failed for 127.0.0.1:") == bad and "unlucky port" in err, err
+        assert sorted(int(line.split(" out=")[1].split()[0]) for line in err.splitlines()
+                      if line.endswith(" ok")) == sorted(sizes), err
     finally:
         if proc.poll() is None:
             proc.kill()

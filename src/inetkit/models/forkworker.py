@@ -82,7 +82,8 @@ import inetkit.io.blocking  # noqa: F401
 from inetkit.io.addresses import plain_address
 from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
 from inetkit.models import forkhooks
-from inetkit.services.base import ConnectionContext, Service, ServiceContext, StreamSession
+from inetkit.services.base import (SMALL_REPLY, ConnectionContext, Service, ServiceContext, StreamSession,
+                                  instant_answer)
 
 #: the environment variable ``inetkit.logs.setup_logging`` exports the log format in
 LOG_FORMAT_ENV = "INETKIT_LOG_FORMAT"
@@ -380,6 +381,44 @@ def service_context(config: Any) -> ServiceContext:
     )
 
 
+class InstantAnswer:
+    """The parent's half of the fork model's fast path for ``instant_reply``
+    services (daytime, time): the answer is computed here, before the fork,
+    so the child only writes it, closes and leaves (``serve``'s
+    ``instant_child``).
+
+    Why: nearly all of a child's cost is the pages it touches (see the module
+    doc).  Building a socket object, a context and a session in the child and
+    running the service's code there touched ~200 pages; writing bytes that
+    already exist touches a handful.  The answer is the same the child would
+    have computed, from the same kind of context, at the same moment (right
+    after accept), once per connection: nothing is cached across connections.
+
+    Used only when the service answers through ``Service.handle_blocking``
+    (not overridden), the listener has one local address (a wildcard bind
+    would need ``getsockname`` per connection) and the answer is at most
+    ``SMALL_REPLY`` bytes (it then always fits a fresh connection's send
+    buffer, so the child never waits).  Anything else, including a service
+    that fails, goes through the ordinary child, which behaves as before."""
+
+    def __init__(self, service: Service, sctx: ServiceContext, local: tuple[str, int] | None) -> None:
+        self.open_session = service.open_session
+        self.sctx = sctx
+        self.local = local
+        kind = type(service)
+        self.enabled = (local is not None and service.instant_reply
+                        and kind.handle_blocking is Service.handle_blocking
+                        and kind._reply_at_once is Service._reply_at_once)
+
+    def __call__(self, peer: tuple[str, int]) -> bytes | None:
+        """The answer for a connection from ``peer``, or None: serve it the ordinary way."""
+        try:
+            reply = instant_answer(self.open_session(ConnectionContext(self.sctx, peer, self.local)))  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - the ordinary child fails the same way and logs it
+            return None
+        return reply if len(reply) <= SMALL_REPLY else None
+
+
 class _WarmSession(StreamSession):
     """Closes at once: drives ``drive_session``'s code in the parent (see ``warm_up``)."""
 
@@ -472,6 +511,11 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     idle = select.poll()
     idle.register(wake_r, select.POLLIN)
 
+    monotonic = time.monotonic
+    close, write = os.close, os.write
+    answer = InstantAnswer(service, sctx, local)
+    instant = answer if answer.enabled else None
+
     def reap(block: bool = False) -> None:
         while children:
             try:
@@ -516,6 +560,50 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                 listening = True
         return listening
 
+    def child_signals() -> None:
+        # the parent's handlers go, then the signals blocked around the fork
+        # come back: a SIGTERM sent meanwhile now kills this child
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_SIGCHLD, _SIG_DFL)
+        _signal.signal(_SIGTERM, _SIG_DFL)
+        _signal.signal(_SIGINT, _SIG_DFL)
+        _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+
+    def instant_child(fd: int, reply: bytes, peer: tuple[str, int], number: int, started: float) -> None:
+        """In the child of an ``instant_reply`` connection (``InstantAnswer``):
+        write the answer the parent computed, close, report, ``os._exit``.
+
+        Deliberately bare (every page touched here is a copy-on-write fault,
+        see the module doc): no socket object, no context, no handler resets,
+        no closing of the parent's descriptors (``_exit`` does that).  The
+        signals blocked around the fork stay blocked: this child never waits
+        (the answer fits the empty send buffer, the events pipe is
+        non-blocking), so there is nothing a SIGTERM would need to cut short,
+        and the parent's handlers can never run here.  Only a connection log
+        line (stderr may block) first restores the signals as ``child_main``
+        does."""
+        code, outcome, sent = 0, "ok", 0
+        try:
+            sent = write(fd, reply)
+        except ConnectionError:
+            outcome = "reset"
+        except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
+            code, outcome = 1, "error"
+            try:
+                log.error("%s: child failed for %s: %r", name,
+                          f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}", exc)
+            except BaseException:  # noqa: BLE001
+                pass
+        try:
+            close(fd)
+            if events_fd is not None:
+                events.closed(number, 0, sent, outcome)
+            if line is not None:
+                child_signals()
+                line.write(line.format(time.time(), peer, os.getpid(), monotonic() - started, 0, sent, outcome))
+        finally:
+            os._exit(code)
+
     def child_main(fd: int, peer: tuple[str, int], number: int, started: float, fast: bool) -> None:
         """In the child: serve this one connection, then leave with
         ``os._exit`` (no interpreter teardown, no cleanup handlers)."""
@@ -523,13 +611,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
         conn: socket.socket | None = None
         ctx: ConnectionContext | None = None
         try:
-            # the parent's handlers go, then the signals blocked around the fork
-            # come back: a SIGTERM sent meanwhile now kills this child
-            _signal.set_wakeup_fd(-1)
-            _signal.signal(_SIGCHLD, _SIG_DFL)
-            _signal.signal(_SIGTERM, _SIG_DFL)
-            _signal.signal(_SIGINT, _SIG_DFL)
-            _sigmask(_signal.SIG_UNBLOCK, _FORK_SIGNALS)
+            child_signals()
             ForkCall.after_in_child(fast)
             os.close(wake_r)
             os.close(wake_w)
@@ -570,8 +652,6 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     forker.trim()
     # the raw fd: the parent never needs a socket object for it
     accept = listener._accept  # type: ignore[attr-defined]
-    monotonic = time.monotonic
-    close = os.close
     backoff = 0.01
     try:
         while not stopping:
@@ -601,6 +681,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                     close(fd)
                     continue
                 seq += 1
+                reply = instant(peer) if instant is not None else None
                 _sigmask(_SIG_BLOCK, _FORK_SIGNALS)
                 try:
                     pid = fork()
@@ -614,6 +695,8 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                     backoff = min(backoff * 2, 1.0)
                     break
                 if pid == 0:
+                    if reply is not None:
+                        instant_child(fd, reply, peer, seq, started)  # never returns
                     child_main(fd, peer, seq, started, fast)  # never returns
                 _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
                 close(fd)
