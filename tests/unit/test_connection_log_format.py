@@ -9,6 +9,8 @@ import logging
 import os
 import re
 
+import pytest
+
 from inetkit import logs
 from inetkit.logs import ConnectionLog
 
@@ -73,15 +75,38 @@ def test_setup_logging_keeps_order(monkeypatch) -> None:  # type: ignore[no-unty
         root.handlers[:], root.level, root.propagate = saved
 
 
-def test_batched_plain_lines_equal_single_lines() -> None:
-    clog = ConnectionLog(io.StringIO(), "plain")
-    entries = [(100.25, "echo", ("127.0.0.1", 5), "async", None, 99.0, 1, 2, "ok"),
-               (100.5, "echo", ("::1", 6), "fork", 77, None, 0, 0, "reset"),
-               (101.75, "cat", "10.0.0.1:7", "exec", 5, 101.0, 3, 4, "exit=1")]
-    # queued flat, FIELDS values a connection, the peer tuple taken apart (ConnectionLog.queue)
-    flat = [value for end, service, peer, *rest in entries
-            for value in (end, service, *((peer, None) if isinstance(peer, str) else peer), *rest)]
-    assert len(flat) == len(entries) * logs.FIELDS
-    batch = clog._plain_batch(flat, 1_000_000.0)
-    assert batch == "".join(clog._format(1_000_000.0, *e) + "\n" for e in entries)
-    assert "[::1]:6 fork pid=77 0.000s" in batch and f"pid={os.getpid()} 1.250s" in batch
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_batched_lines_equal_single_lines(fmt: str) -> None:
+    """A batch formatted at flush (one ``%`` over joined templates for plain
+    lines) reads exactly as the same connections written one by one."""
+    entries = [("echo", ("127.0.0.1", 5), "async", None, 0.25, 1, 2, "ok"),
+               ("echo", ("::1", 6), "fork", 77, None, 0, 0, "reset"),
+               ("cat", "10.0.0.1:7", "exec", 5, 1.5, 3, 4, "exit=1"),
+               ("we\"ird %s\x1b", ("fe80::1%lo", 9), "thread", None, 0.0004, 10, 20, "timeout")]
+    batched, single = io.StringIO(), io.StringIO()
+    clock = iter([1_000_000.0005 + i * 0.4 for i in range(len(entries))])
+
+    async def main() -> None:
+        clog = ConnectionLog(batched, fmt)
+        for entry in entries:
+            clog.queue(*entry)
+        assert batched.getvalue() == ""  # queued, not yet written
+        clog.flush()
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(logs, "_wall", lambda: next(clock)):
+        asyncio.run(main())
+    clog = ConnectionLog(single, fmt)
+    for i, entry in enumerate(entries):
+        single.write(clog.line(1_000_000.0005 + i * 0.4, *entry) + "\n")
+    assert batched.getvalue() == single.getvalue()
+    text = batched.getvalue()
+    assert text.count("\n") == len(entries)
+    if fmt == "plain":
+        assert "[::1]:6 fork pid=77 0.000s" in text and f"pid={os.getpid()} 0.250s" in text
+        assert ",000 inetkit[" in text and ",400 inetkit[" in text  # the milliseconds of each line
+        assert "we\"ird %s\\x1b" in text  # a service name is text, never a format
+    else:
+        assert [json.loads(line)["peer"] for line in text.splitlines()] == [
+            "127.0.0.1:5", "[::1]:6", "10.0.0.1:7", "[fe80::1%lo]:9"]

@@ -213,10 +213,13 @@ class ServiceRuntime:
                          "outcome": outcome})
         if self.connection_log and log:
             fast = _logs._connection_log
-            if fast is not None:  # duration, pid and text are worked out when the batch is written
-                fast.queue(time.monotonic(), self.config.name, conn.peer, self.config.model,
-                           live.pid if live is not None else None, live.started if live is not None else None,
-                           conn.bytes_in, conn.bytes_out, outcome)
+            if fast is not None:  # the line's text is made when the batch is written
+                if live is not None:
+                    fast.queue(self.config.name, conn.peer, self.config.model, live.pid,
+                               time.monotonic() - live.started, conn.bytes_in, conn.bytes_out, outcome)
+                else:
+                    fast.queue(self.config.name, conn.peer, self.config.model, None, None,
+                               conn.bytes_in, conn.bytes_out, outcome)
             else:
                 duration = time.monotonic() - live.started if live is not None else 0.0
                 pid = live.pid if live is not None and live.pid else os.getpid()
