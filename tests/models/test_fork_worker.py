@@ -26,8 +26,10 @@ import pytest
 
 from inetkit.logs import ConnectionLog
 from inetkit.models import forkworker
-from inetkit.models.forking import lean_worker_environment, lean_worker_path, worker_command
+from inetkit.models.forking import (fork_worker_environment, lean_worker_environment, lean_worker_path,
+                                    worker_command)
 from inetkit.models.forkworker import ConnectionLine, EventBatch, ForkCall, InstantAnswer
+from inetkit.services.base import Service
 from inetkit.services.internal import DaytimeService
 from inetkit.testing.net import connect, recv_all
 from inetkit.worker import UsageError, parse_args
@@ -244,6 +246,7 @@ import socket
 from inetkit.config.schema import ServiceConfig
 from inetkit.models import forkworker
 from inetkit.proto import internal as core
+from inetkit.services.base import Service
 from inetkit.services.internal import DaytimeService
 
 class Picky(DaytimeService):
@@ -335,6 +338,46 @@ def test_instant_children_send_the_parents_answer_and_failures_go_the_ordinary_w
             proc.kill()
             proc.communicate()
         os.close(rfd)
+
+
+def test_the_parents_close_line_is_the_childs() -> None:
+    assert EventBatch.CLOSED_OK % (17, 26) == EventBatch.close_line(17, 0, 26, "ok").encode()
+
+
+def test_ld_bind_now_is_added_for_the_worker_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = fork_worker_environment({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "LD_BIND_NOW": "1", "INETKIT_WORKER_BIND_NOW": "1"}
+    assert fork_worker_environment({"LD_BIND_NOW": "yes"}) == {"LD_BIND_NOW": "yes"}  # the user's own
+    monkeypatch.setenv("LD_BIND_NOW", "1")
+    monkeypatch.setenv("INETKIT_WORKER_BIND_NOW", "1")
+    forkworker.forget_bind_now()
+    assert "LD_BIND_NOW" not in os.environ and "INETKIT_WORKER_BIND_NOW" not in os.environ
+    monkeypatch.setenv("LD_BIND_NOW", "yes")
+    forkworker.forget_bind_now()  # not added by the daemon: kept
+    assert os.environ["LD_BIND_NOW"] == "yes"
+
+
+class EnvProbe(Service):
+    """Sends what a fork child's environment says about LD_BIND_NOW."""
+
+    name = "env-probe"
+    tcp_models = frozenset({"fork"})
+
+    def handle_blocking(self, sock, ctx):  # type: ignore[no-untyped-def]
+        sock.sendall(repr(os.environ.get("LD_BIND_NOW")).encode())
+
+
+def test_the_worker_starts_bound_and_its_children_do_not_inherit_the_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from inetkit.testing.running import running_service
+
+    monkeypatch.delenv("LD_BIND_NOW", raising=False)
+    with running_service(f"{__name__}:EnvProbe", model="fork") as svc:
+        with connect(svc.address) as sock:
+            assert recv_all(sock) == b"None"
+        worker = svc.call(lambda: svc.runtime.ctx.stats["worker_pid"])
+        started_with = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+        assert b"LD_BIND_NOW=1" in started_with
 
 
 # -- events -------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ from inetkit.models.runtime import ServiceRuntime
 #: (read, and removed, first thing by ``inetkit.worker``)
 WORKER_PATH_ENV = "INETKIT_WORKER_SYS_PATH"
 WORKER_PYTHONPATH_ENV = "INETKIT_WORKER_PYTHONPATH"
+#: set beside ``LD_BIND_NOW`` when the daemon added it (``fork_worker_environment``):
+#: the fork worker then removes both again (``forkworker.forget_bind_now``)
+WORKER_BIND_NOW_ENV = "INETKIT_WORKER_BIND_NOW"
 
 # -- daemon side ----------------------------------------------------------------
 
@@ -90,6 +93,23 @@ def lean_worker_environment(path: list[str]) -> dict[str, str]:
     if previous is not None:
         env[WORKER_PYTHONPATH_ENV] = previous
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(inetkit.__file__)))
+    return env
+
+
+def fork_worker_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The fork worker's environment: ``env`` (default: this process's) plus
+    ``LD_BIND_NOW=1``, so the dynamic loader resolves every library function
+    when the worker starts.  Bound lazily, a function first called in a
+    forked child (``_exit`` is called in children only) is resolved there, in
+    every child: the loader's code and tables faulted in and the resolved
+    address written, a copy-on-write fault, each time (~8 faults per
+    connection measured).  A variable already set by the user is left as it
+    is; one added here is removed by the worker once it has started, so
+    nothing a service runs inherits it."""
+    env = dict(os.environ if env is None else env)
+    if "LD_BIND_NOW" not in env:
+        env["LD_BIND_NOW"] = "1"
+        env[WORKER_BIND_NOW_ENV] = "1"
     return env
 
 
@@ -164,7 +184,8 @@ async def supervise_worker(listener: socket.socket, rt: ServiceRuntime, model: s
             proc = subprocess.Popen(
                 worker_command(model, rt.config, listener.fileno(), events=wfd, grace=grace,
                                connection_log=rt.connection_log, lean=lean_path is not None),
-                env=lean_worker_environment(lean_path) if lean_path is not None else None,
+                env=(fork_worker_environment(lean_worker_environment(lean_path) if lean_path is not None else None)
+                     if model == "fork" else None),
                 pass_fds=(listener.fileno(), wfd), start_new_session=True,
             )
         except BaseException:

@@ -167,6 +167,16 @@ class _DeferredHandler(logging.Handler):
                 handler.handle(record)
 
 
+def forget_bind_now() -> None:
+    """Remove the ``LD_BIND_NOW`` the daemon added to this worker's
+    environment (``forking.fork_worker_environment``): it did its job when
+    the loader started this process, and must not reach the programs a
+    service may run.  The loader keeps binding later libraries at once: it
+    read the variable at start-up."""
+    if os.environ.pop("INETKIT_WORKER_BIND_NOW", None) is not None:
+        os.environ.pop("LD_BIND_NOW", None)
+
+
 def setup_worker_logging() -> None:
     root = logging.getLogger("inetkit")
     root.handlers[:] = [_DeferredHandler()]
@@ -213,6 +223,10 @@ class EventBatch:
         if kind == "reap":
             return f'{{"ev":"reap","id":{event[1]},"outcome":"{event[2]}"}}\n'
         return '{"ev":"refused"}\n'
+
+    #: ``close_line(seq, 0, out, "ok").encode()`` as a template, filled in with
+    #: ``% (seq, out)`` by the parent before an instant child is forked (``serve``)
+    CLOSED_OK = b'{"ev":"close","id":%d,"in":0,"out":%d,"outcome":"ok"}\n'
 
     @staticmethod
     def close_line(seq: int, bytes_in: int, bytes_out: int, outcome: str) -> str:
@@ -469,6 +483,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     ``_signal`` module used directly (``signal``'s wrappers convert every
     value to an enum, in Python): every object that path touches is a page
     the next fork makes copy-on-write again (see the module doc)."""
+    forget_bind_now()
     sctx = service_context(config)
     log = sctx.log
     name = config.name
@@ -512,9 +527,12 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     idle.register(wake_r, select.POLLIN)
 
     monotonic = time.monotonic
-    close, write = os.close, os.write
+    close, write, _exit = os.close, os.write, os._exit
     answer = InstantAnswer(service, sctx, local)
     instant = answer if answer.enabled else None
+    # the events line of an instant child that sent its whole answer, made in
+    # the parent (see instant_child); None: the child reports the long way
+    done_line = EventBatch.CLOSED_OK if events_fd is not None and line is None else None
 
     def reap(block: bool = False) -> None:
         while children:
@@ -569,15 +587,19 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
         _signal.signal(_SIGINT, _SIG_DFL)
         _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
 
-    def instant_child(fd: int, reply: bytes, peer: tuple[str, int], number: int, started: float) -> None:
+    def instant_child(fd: int, reply: bytes, done: bytes | None, peer: tuple[str, int], number: int,
+                      started: float) -> None:
         """In the child of an ``instant_reply`` connection (``InstantAnswer``):
         write the answer the parent computed, close, report, ``os._exit``.
 
-        Deliberately bare (every page touched here is a copy-on-write fault,
-        see the module doc): no socket object, no context, no handler resets,
-        no closing of the parent's descriptors (``_exit`` does that).  The
-        signals blocked around the fork stay blocked: this child never waits
-        (the answer fits the empty send buffer, the events pipe is
+        Deliberately bare: every page touched here is a copy-on-write fault,
+        and every piece of C code run here faults its text pages in again
+        (a fork copies no page table entries of shared library code), so the
+        parent prepared everything, even ``done``, the events-pipe line of a
+        successful connection.  No socket object, no context, no handler
+        resets, no closing of the parent's descriptors (``_exit`` does that).
+        The signals blocked around the fork stay blocked: this child never
+        waits (the answer fits the empty send buffer, the events pipe is
         non-blocking), so there is nothing a SIGTERM would need to cut short,
         and the parent's handlers can never run here.  Only a connection log
         line (stderr may block) first restores the signals as ``child_main``
@@ -585,6 +607,10 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
         code, outcome, sent = 0, "ok", 0
         try:
             sent = write(fd, reply)
+            if done is not None and sent == len(reply):
+                close(fd)
+                write(events_fd, done)  # type: ignore[arg-type]
+                _exit(0)
         except ConnectionError:
             outcome = "reset"
         except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
@@ -596,13 +622,12 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                 pass
         try:
             close(fd)
-            if events_fd is not None:
-                events.closed(number, 0, sent, outcome)
+            events.closed(number, 0, sent, outcome)
             if line is not None:
                 child_signals()
                 line.write(line.format(time.time(), peer, os.getpid(), monotonic() - started, 0, sent, outcome))
         finally:
-            os._exit(code)
+            _exit(code)
 
     def child_main(fd: int, peer: tuple[str, int], number: int, started: float, fast: bool) -> None:
         """In the child: serve this one connection, then leave with
@@ -681,7 +706,11 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                     close(fd)
                     continue
                 seq += 1
-                reply = instant(peer) if instant is not None else None
+                reply = done = None
+                if instant is not None:
+                    reply = instant(peer)
+                    if reply is not None and done_line is not None:
+                        done = done_line % (seq, len(reply))
                 _sigmask(_SIG_BLOCK, _FORK_SIGNALS)
                 try:
                     pid = fork()
@@ -696,7 +725,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                     break
                 if pid == 0:
                     if reply is not None:
-                        instant_child(fd, reply, peer, seq, started)  # never returns
+                        instant_child(fd, reply, done, peer, seq, started)  # never returns
                     child_main(fd, peer, seq, started, fast)  # never returns
                 _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
                 close(fd)
