@@ -292,6 +292,40 @@ def test_the_instant_answer_is_computed_in_the_parent_only_where_it_is_the_same_
     assert InstantAnswer(_Big(), sctx, local)(("127.0.0.1", 5000)) is None  # may not fit the send buffer
 
 
+class _OwnSecond(_Big):
+    instant_reply_per_second = True  # vouches for its own open_session
+
+
+def test_only_a_service_that_vouches_for_its_own_session_is_answered_once_per_second() -> None:
+    from inetkit.services.internal import TimeService
+
+    sctx = forkworker.service_context(_config())
+    local = ("127.0.0.1", 13)
+    assert InstantAnswer(DaytimeService(), sctx, local).per_second
+    assert InstantAnswer(TimeService(), sctx, local).per_second
+    assert not InstantAnswer(_Big(), sctx, local).per_second  # inherits the flag, not the session it covers
+    assert InstantAnswer(_OwnSecond(), sctx, local).per_second
+    assert not InstantAnswer(DaytimeService(), sctx, None).per_second  # not an instant answer at all here
+
+
+@pytest.mark.parametrize("handler", ["daytime", "time"])
+def test_fork_daytime_and_time_answer_the_current_second(handler: str) -> None:
+    from inetkit.proto import internal as core
+    from inetkit.testing.running import running_service
+
+    with running_service(handler, model="fork") as svc:
+        for _ in range(30):  # a burst within a second or two: the cached answer, then a fresh one
+            before = time.time()
+            with connect(svc.address) as sock:
+                got = recv_all(sock)
+            after = time.time()
+            if handler == "daytime":
+                expected = {core.daytime_text(t) for t in (before, after)}
+            else:
+                expected = {core.time_bytes(t) for t in (before, after)}
+            assert got in expected, (got, expected)
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
 def test_instant_children_send_the_parents_answer_and_failures_go_the_ordinary_way(host: str) -> None:
     rfd, wfd = os.pipe()

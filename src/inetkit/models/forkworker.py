@@ -423,6 +423,20 @@ class InstantAnswer:
         self.enabled = (local is not None and service.instant_reply
                         and kind.handle_blocking is Service.handle_blocking
                         and kind._reply_at_once is Service._reply_at_once)
+        #: the service vouches that its answer changes only with the second
+        #: (``instant_reply_per_second``): computed once per second, for the
+        #: first connection of that second (``serve`` checks the second)
+        self.per_second = self.enabled and self._per_second(kind)
+
+    @staticmethod
+    def _per_second(kind: type) -> bool:
+        # the flag vouches for the open_session of the class that set it: a
+        # subclass with another open_session (its answer may depend on the
+        # peer) is not covered unless it sets the flag itself
+        for klass in kind.__mro__:
+            if "instant_reply_per_second" in vars(klass):
+                return bool(klass.instant_reply_per_second) and kind.open_session is klass.open_session
+        return False
 
     def __call__(self, peer: tuple[str, int]) -> bytes | None:
         """The answer for a connection from ``peer``, or None: serve it the ordinary way."""
@@ -530,6 +544,8 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     close, write, _exit = os.close, os.write, os._exit
     answer = InstantAnswer(service, sctx, local)
     instant = answer if answer.enabled else None
+    per_second, wall = answer.per_second, time.time
+    answer_second, answer_bytes = -1, None
     # the events line of an instant child that sent its whole answer, made in
     # the parent (see instant_child); None: the child reports the long way
     done_line = EventBatch.CLOSED_OK if events_fd is not None and line is None else None
@@ -708,7 +724,13 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                 seq += 1
                 reply = done = None
                 if instant is not None:
-                    reply = instant(peer)
+                    if per_second:
+                        second = int(wall())
+                        if second != answer_second:
+                            answer_second, answer_bytes = second, instant(peer)
+                        reply = answer_bytes
+                    else:
+                        reply = instant(peer)
                     if reply is not None and done_line is not None:
                         done = done_line % (seq, len(reply))
                 _sigmask(_SIG_BLOCK, _FORK_SIGNALS)

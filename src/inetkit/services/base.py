@@ -172,6 +172,11 @@ class Service:
     #: reading nothing (daytime, time): the async model then replies straight
     #: from the accepted socket (models/instant.py), without a transport
     instant_reply: ClassVar[bool] = False
+    #: with ``instant_reply``: the answer depends on nothing but the current
+    #: second of the wall clock (daytime, time), so a server may compute it
+    #: once per second for all connections (the fork model's worker does).
+    #: Vouches for the ``open_session`` of the class that sets it only.
+    instant_reply_per_second: ClassVar[bool] = False
 
     # -- UDP ---------------------------------------------------------------
     def handle_datagram(self, data: bytes, ctx: ConnectionContext) -> Iterable[bytes]:

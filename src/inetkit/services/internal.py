@@ -69,6 +69,7 @@ class DaytimeService(_Internal):
     name = "daytime"
     summary = "RFC 867 daytime: the date and time as text"
     instant_reply = True
+    instant_reply_per_second = True
 
     def open_session(self, ctx: ConnectionContext) -> StreamSession:
         return core.OneShotSession(core.daytime_text(time.time()))
@@ -83,6 +84,7 @@ class TimeService(_Internal):
     name = "time"
     summary = "RFC 868 time: seconds since 1900 as 32 bits"
     instant_reply = True
+    instant_reply_per_second = True
 
     def open_session(self, ctx: ConnectionContext) -> StreamSession:
         return core.OneShotSession(core.time_bytes(time.time()))
