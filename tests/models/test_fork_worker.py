@@ -261,7 +261,11 @@ forkworker.setup_worker_logging()
 listener = socket.create_server(({host!r}, 0))
 config = ServiceConfig(name="picky", port=0, proto="tcp", model="fork", handler="x:Picky")
 print(listener.getsockname()[1], flush=True)
-sys.exit(forkworker.serve(listener, config, Picky({{}}), events_fd=int(sys.argv[1]), grace=0.5))
+forker = forkworker.ForkCall()
+if {failing!r}:  # libc's fork "fails": the loop falls back to os.fork
+    assert forker.pick()[1]
+    forker._libc_fork = lambda: -1
+sys.exit(forkworker.serve(listener, config, Picky({{}}), events_fd=int(sys.argv[1]), grace=0.5, forker=forker))
 """
 
 
@@ -326,12 +330,12 @@ def test_fork_daytime_and_time_answer_the_current_second(handler: str) -> None:
             assert got in expected, (got, expected)
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
-def test_instant_children_send_the_parents_answer_and_failures_go_the_ordinary_way(host: str) -> None:
+@pytest.mark.parametrize("host, failing", [("127.0.0.1", False), ("0.0.0.0", False), ("127.0.0.1", True)])
+def test_instant_children_send_the_parents_answer_and_failures_go_the_ordinary_way(host: str, failing: bool) -> None:
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     path = lean_worker_path("inetkit")
-    proc = subprocess.Popen([sys.executable, "-S", "-c", _SERVE_INSTANT.format(path=path, host=host), str(wfd)],
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _SERVE_INSTANT.format(path=path, host=host, failing=failing), str(wfd)],
                             pass_fds=(wfd,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     os.close(wfd)
     try:

@@ -54,7 +54,8 @@ SIGTERM wake it, and reaping happens in the loop (raising from a handler could
 land inside ``waitpid``'s bookkeeping or a logging lock).  They are blocked
 around each fork, so a child never runs the parent's handlers: it resets them
 to the defaults and only then unblocks (a SIGTERM sent to it meanwhile then
-kills it, as the drain expects).
+kills it, as the drain expects).  The one exception is the instant child (see
+``instant_child``), which runs for microseconds and never waits.
 """
 
 from __future__ import annotations
@@ -330,6 +331,13 @@ class ForkCall:
     Whenever that cannot be proven (ctypes missing, another thread, a hook
     registered by anything else, ``forkhooks`` not installed when the process
     started) ``pick`` returns ``os.fork``.
+
+    The fast function is libc's own, called straight from the accept loop
+    (no Python wrapper frame): it returns -1 when ``fork(2)`` fails, and the
+    caller then calls ``os.fork()``, which tries once more and raises the
+    real error.  ctypes' ``use_errno`` would keep libc's errno instead, but
+    it swaps errno into a Python-side buffer on every call, in the parent and
+    in the child: one more copy-on-write fault on each side per connection.
     """
 
     def __init__(self, allow_fast: bool = True) -> None:
@@ -339,20 +347,11 @@ class ForkCall:
             try:
                 import ctypes
 
-                libc = ctypes.PyDLL(None, use_errno=True)
+                libc = ctypes.PyDLL(None)
                 libc_fork = libc.fork
                 libc_fork.restype = ctypes.c_int
                 libc_fork.argtypes = ()
-                get_errno = ctypes.get_errno
-
-                def fork() -> int:
-                    pid: int = libc_fork()
-                    if pid < 0:
-                        code = get_errno()
-                        raise OSError(code, os.strerror(code))
-                    return pid
-
-                self._libc_fork = fork
+                self._libc_fork = libc_fork
                 self._libc = libc
             except (ImportError, OSError, AttributeError):
                 pass
@@ -368,7 +367,8 @@ class ForkCall:
                 pass
 
     def pick(self) -> tuple[Callable[[], int], bool]:
-        """The fork function to call now, and whether it is the fast one."""
+        """The fork function to call now, and whether it is the fast one
+        (libc's: -1 on failure, then call ``os.fork()``; see the class doc)."""
         if self._libc_fork is not None and forkhooks.all_skippable() and not _thread._count():
             return self._libc_fork, True
         return os.fork, False
@@ -612,14 +612,17 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
         and every piece of C code run here faults its text pages in again
         (a fork copies no page table entries of shared library code), so the
         parent prepared everything, even ``done``, the events-pipe line of a
-        successful connection.  No socket object, no context, no handler
-        resets, no closing of the parent's descriptors (``_exit`` does that).
-        The signals blocked around the fork stay blocked: this child never
-        waits (the answer fits the empty send buffer, the events pipe is
-        non-blocking), so there is nothing a SIGTERM would need to cut short,
-        and the parent's handlers can never run here.  Only a connection log
-        line (stderr may block) first restores the signals as ``child_main``
-        does."""
+        successful connection.  No socket object, no context, no closing of
+        the parent's descriptors (``_exit`` does that), and no signal
+        handling of its own: its fork is not wrapped in a signal mask, so the
+        parent's handlers may run here, and they are harmless (``on_stop``
+        sets a flag in this copy, SIGCHLD's does nothing, the wakeup byte only
+        wakes the parent once more).  A SIGTERM is thus not fatal here, and
+        needs not be: this child never waits (the answer fits the empty send
+        buffer, the events pipe is non-blocking), it is gone a few
+        microseconds later.  Only before a connection log line (stderr may
+        block) does it restore the default handlers, as ``child_main`` does,
+        so that a SIGTERM from the drain ends it."""
         code, outcome, sent = 0, "ok", 0
         try:
             sent = write(fd, reply)
@@ -733,11 +736,18 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                         reply = instant(peer)
                     if reply is not None and done_line is not None:
                         done = done_line % (seq, len(reply))
-                _sigmask(_SIG_BLOCK, _FORK_SIGNALS)
+                # an instant child runs no handler-sensitive code (see
+                # instant_child): no signal mask around its fork
+                masked = reply is None
+                if masked:
+                    _sigmask(_SIG_BLOCK, _FORK_SIGNALS)
                 try:
                     pid = fork()
+                    if pid < 0:  # libc's fork failed: os.fork says why (or succeeds)
+                        pid = os.fork()
                 except OSError as exc:
-                    _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+                    if masked:
+                        _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
                     close(fd)
                     if admit is not None:
                         admission.release(peer[0])
@@ -749,7 +759,8 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                     if reply is not None:
                         instant_child(fd, reply, done, peer, seq, started)  # never returns
                     child_main(fd, peer, seq, started, fast)  # never returns
-                _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+                if masked:
+                    _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
                 close(fd)
                 children[pid] = (seq, peer, started)
                 if queue is not None:
