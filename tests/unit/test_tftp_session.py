@@ -400,3 +400,129 @@ def test_premature_stall_probe_makes_the_next_wait_longer() -> None:
     r.receive(P.encode_data(6, b"x" * 8), due + 0.00007)
     second_wait = (r.next_deadline() or 0) - (due + 0.00007)
     assert second_wait >= 3.9 * first_wait
+
+
+def test_lockstep_ack_answers_only_the_outstanding_block() -> None:
+    """``lockstep_ack`` takes the exact ACK of the one outstanding full block
+    and nothing else (the driver then falls back to ``receive``)."""
+    s = Sender(Source(bytes(range(200)) * 10, 512), Settings(), 0.0)
+    assert blocks(s.start(0.0)) == [1]
+    assert s.lockstep_ack(ack(0), 0.001) is None  # duplicate of an older block
+    assert s.lockstep_ack(ack(2), 0.001) is None  # ahead: out of window
+    assert s.lockstep_ack(ack(1) + b"x", 0.001) is None  # not an ACK datagram
+    assert s.lockstep_ack(P.encode_error(0, "x"), 0.001) is None
+    assert s.lockstep_ack(ack(1), 0.001) == P.encode_data(2, (bytes(range(200)) * 10)[512:1024])
+    assert s.lockstep_ack(ack(2), 0.002) == P.encode_data(3, (bytes(range(200)) * 10)[1024:1536])
+    final = s.lockstep_ack(ack(3), 0.003)
+    assert final == P.encode_data(4, (bytes(range(200)) * 10)[1536:])  # short: the last block
+    assert s.lockstep_ack(ack(4), 0.004) is None  # the last block's ACK ends the transfer via receive
+    assert s.receive(ack(4), 0.004) == [] and s.complete and s.bytes == 2000
+
+
+def test_lockstep_ack_read_error_gives_error_datagram() -> None:
+    class Failing(Source):
+        def block(self, index: int) -> bytes:
+            if index == 3:
+                raise OSError(5, "Input/output error")
+            return super().block(index)
+
+    s = Sender(Failing(b"z" * 4000, 512), Settings(), 0.0)
+    s.start(0.0)
+    assert s.lockstep_ack(ack(1), 0.001) is not None
+    error = s.lockstep_ack(ack(2), 0.002)
+    assert error is not None and isinstance(P.decode(error), P.Error)
+    assert s.finished and not s.complete and "read error" in (s.failure.message if s.failure else "")
+    assert s.lockstep_ack(ack(3), 0.003) is None
+
+
+def test_lockstep_after_wrap_and_retransmission() -> None:
+    """The expected ACK follows the block counter through 65535 -> 0 and
+    survives a retransmission (the timer resends the same block)."""
+    s = Sender(Source(b"w" * (8 * 65540), 8), Settings(blksize=8), 0.0)
+    s.start(0.0)
+    now = 0.0
+    for index in range(1, 65537):
+        now += 0.0001
+        assert s.lockstep_ack(ack(index & 0xFFFF), now) is not None
+    assert s.base == 65537
+    assert blocks(s.on_timer(s.next_deadline() or 0)) == [1]  # 65537 & 0xFFFF
+    assert s.lockstep_ack(ack(1), (s.next_deadline() or 0) + 0.001) == P.encode_data(2, b"w" * 8)
+
+
+def test_prepared_window_is_what_would_be_sent() -> None:
+    data = bytes(range(256)) * 2
+    plain = Sender(Source(data, 8), Settings(blksize=8, windowsize=4), 0.0)
+    source = Source(data, 8)
+    ahead = Sender(source, Settings(blksize=8, windowsize=4), 0.0)
+    assert plain.start(0.0) == ahead.start(0.0)
+    ahead.prepare()
+    reads = source.reads
+    ahead.prepare()  # already made: not again
+    assert source.reads == reads
+    # the ACK of the whole window: the prepared datagrams go out, nothing is read
+    assert ahead.receive(ack(4), 0.01) == plain.receive(ack(4), 0.01) and source.reads == reads
+    ahead.prepare()
+    # a gap ACK: the window restarts from 7, the prepared one (9..12) is not it
+    assert ahead.receive(ack(6), 0.02) == plain.receive(ack(6), 0.02) == [
+        P.encode_data(i, data[(i - 1) * 8:i * 8]) for i in range(7, 11)]
+    now = 0.03
+    while not plain.finished:
+        last = plain.sent_max
+        ahead.prepare()
+        assert ahead.receive(ack(last), now) == plain.receive(ack(last), now)
+        now += 0.01
+    assert ahead.complete and ahead.bytes == plain.bytes == len(data)
+
+
+def test_prepare_leaves_read_errors_to_the_window_that_needs_them() -> None:
+    class Failing(Source):
+        def block(self, index: int) -> bytes:
+            if index == 6:
+                raise OSError(5, "Input/output error")
+            return super().block(index)
+
+    s = Sender(Failing(b"q" * 100, 8), Settings(blksize=8, windowsize=4), 0.0)
+    assert blocks(s.start(0.0)) == [1, 2, 3, 4]
+    s.prepare()  # block 6 fails: nothing prepared, no error yet
+    assert not s.finished
+    out = s.receive(ack(4), 0.01)
+    assert len(out) == 1 and isinstance(P.decode(out[0]), P.Error) and s.finished
+
+
+def test_lock_step_sender_prepares_nothing() -> None:
+    source = Source(b"x" * 5000, 512)
+    s = Sender(source, Settings(), 0.0)
+    s.start(0.0)
+    reads = source.reads
+    s.prepare()
+    assert source.reads == reads
+
+
+def test_deferred_writes_ack_first_then_write_in_order() -> None:
+    got: list[bytes] = []
+    r = Receiver(got.append, Settings(blksize=8, windowsize=4), 0.0)
+    r.defer_writes = True
+    r.start(0.0)
+    window = [P.encode_data(i, bytes([i]) * 8) for i in range(1, 5)]
+    assert r.receive_burst(window, 0.01) == [ack(4)]
+    assert got == [] and r.writes_deferred  # the ACK leaves before the writes
+    assert r.write_deferred() == []
+    assert b"".join(got) == b"".join(bytes([i]) * 8 for i in range(1, 5)) and not r.writes_deferred
+    # the final (short) block and what came before it are written before its ACK
+    assert r.receive_burst([P.encode_data(5, b"\x05" * 8), P.encode_data(6, b"end")], 0.02) == [ack(6)]
+    assert not r.writes_deferred and b"".join(got).endswith(b"\x05" * 8 + b"end") and r.complete
+
+
+def test_deferred_write_failure_sends_error_and_drops_the_rest() -> None:
+    def sink(payload: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    r = Receiver(sink, Settings(blksize=8, windowsize=4), 0.0)
+    r.defer_writes = True
+    r.start(0.0)
+    assert r.receive_burst([P.encode_data(i, b"d" * 8) for i in range(1, 5)], 0.01) == [ack(4)]
+    out = r.write_deferred()
+    assert len(out) == 1
+    error = P.decode(out[0])
+    assert isinstance(error, P.Error) and error.code == P.ERR_DISK_FULL and r.finished and not r.complete
+    assert r.receive_burst([P.encode_data(5, b"d" * 8)], 0.02) == [] and r.write_deferred() == []

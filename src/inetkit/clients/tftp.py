@@ -106,7 +106,10 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
     batch = BatchSender(sock)
     # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
     gro = isinstance(session, Receiver) and enable_gro(sock)
+    if gro:
+        session.defer_writes = True  # type: ignore[union-attr]  # ACK a window, then write it
     wait_readable = precise_waiter(sock, SPIN)
+    prepare = session.prepare if isinstance(session, Sender) else None
 
     def sendto(datagram: bytes, addr: tuple[Any, ...]) -> None:
         try:
@@ -162,12 +165,18 @@ def _drive(sock: socket.socket, session: Sender | Receiver, server: tuple[Any, .
                 sendto(out[0], peer)
             elif out:
                 batch.send(out, peer)
+            if session.writes_deferred:  # type: ignore[union-attr]
+                # the window's ACK is out: write it while the next one comes
+                for datagram in session.write_deferred():  # type: ignore[union-attr]
+                    sendto(datagram, peer)
         else:
             out = session.receive(data, now)
             if len(out) == 1:
                 sendto(out[0], peer)
             elif out:
                 batch.send(out, peer)
+                if prepare is not None:
+                    prepare()  # the next window, made while this one is answered
         if progress is not None and now - last_report >= 0.1:
             last_report = now
             progress(session.bytes, session.expected_size)

@@ -510,6 +510,8 @@ class _ThreadTransfer(_TransferState):
         batch = BatchSender(sock)
         # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
         gro = isinstance(session, Receiver) and enable_gro(sock)
+        if gro:
+            session.defer_writes = True  # type: ignore[union-attr]  # ACK a window, then write it
         # a sender only ever reads ACKs and ERRORs (an ERROR's text is cut at ~470
         # characters, which decodes fine): a buffer this small comes from Python's
         # small-object allocator, ~0.2 us a block less than malloc + shrink
@@ -518,6 +520,7 @@ class _ThreadTransfer(_TransferState):
         wait_readable = precise_waiter(sock, SPIN)
         # lock-step sender: ACKs go straight to Sender.lockstep_ack (the hot path)
         lockstep = session.lockstep_ack if isinstance(session, Sender) else None
+        prepare = session.prepare if isinstance(session, Sender) else None
         try:
             now = clock()
             self._send(session.start(now), batch)
@@ -599,6 +602,14 @@ class _ThreadTransfer(_TransferState):
                             pass  # e.g. ECONNREFUSED from the peer's ICMP: the retry budget decides
                     else:
                         self.dropped += batch.send_connected(out)
+                        if prepare is not None:
+                            prepare()  # the next window, made while this one is answered
+                if ancillary and session.writes_deferred:  # type: ignore[union-attr]
+                    # the window's ACK is out: write it while the next one comes
+                    out = session.write_deferred()  # type: ignore[union-attr]
+                    if upload is not None and not upload.done:
+                        out = self._upload_step(out)
+                    self._send(out, batch)
             if self._stop is not None and not session.finished:
                 self._send(session.abort(P.ERR_UNDEFINED, self._stop), batch)
         except Exception as exc:  # noqa: BLE001  # a bug must not leave the client hanging or a file behind

@@ -273,6 +273,9 @@ class Sender(_Session):
         #: lock-step, started, unfinished: the ACK of the one outstanding full
         #: block, which ``lockstep_ack`` answers (None: not in that state)
         self._steady_ack: bytes | None = None
+        #: the next window made ahead of time (see ``prepare``): first block,
+        #: datagrams, index of a short block among them or None
+        self._prepared: tuple[int, list[bytes], int | None] | None = None
 
     def _fail(self, failure: Failure) -> None:
         self._steady_ack = None
@@ -304,31 +307,68 @@ class Sender(_Session):
             raise LocalProtocolError(f"block source gave {len(payload)} bytes for blksize {self.blksize}")
         return payload
 
-    def _send_window(self, now: float) -> list[bytes]:
-        """Send blocks base .. base+windowsize-1 (stopping after the last)."""
+    def _make_window(self, first: int) -> tuple[list[bytes], int | None]:
+        """The DATA datagrams of blocks first .. first+windowsize-1, stopping
+        after a short block (whose index is returned too, else None).
+        Raises what the source raises."""
         out = []
-        index = self.base
-        stop = self.base + self.windowsize
+        index = first
+        stop = first + self.windowsize
         pack = _HH.pack
         block = self._block
         blksize = self.blksize
+        # _payload() inlined: this loop runs once per block of every window
+        while index < stop:
+            payload = block(index)
+            size = len(payload)
+            out.append(pack(_DATA, index & 0xFFFF) + payload)
+            if size != blksize:
+                if size > blksize:
+                    raise LocalProtocolError(f"block source gave {size} bytes for blksize {blksize}")
+                return out, index
+            index += 1
+        return out, None
+
+    def prepare(self) -> None:
+        """Build the next window ahead of time: the one that starts after the
+        last block sent, used by ``_send_window`` when the ACK of everything
+        sent arrives (the usual case).
+
+        Why: RFC 7440 windows are lock-step at window level (the sender waits
+        for the ACK), so the time between the ACK and the next window's first
+        datagram is on every window's round trip.  A driver calls this after
+        sending, before it waits: reading and framing the blocks then overlaps
+        the receiver's work.  Lock-step (windowsize 1) has no use for it (no
+        other CPU to overlap with when client and server share one), nor has
+        a source error here: it is left for ``_send_window`` to report.
+        """
+        first = self.sent_max + 1
+        if self.windowsize == 1 or self.finished or not self._started or self.last_index is not None \
+                or (self._prepared is not None and self._prepared[0] == first):
+            return
         try:
-            # _payload() inlined: this loop runs once per block of every window
-            while index < stop:
-                payload = block(index)
-                size = len(payload)
-                out.append(pack(_DATA, index & 0xFFFF) + payload)
-                if size != blksize:
-                    if size > blksize:
-                        raise LocalProtocolError(f"block source gave {size} bytes for blksize {blksize}")
-                    self.last_index = index
-                    index += 1
-                    break
-                index += 1
-        except Abort as exc:
-            return self.abort(exc.code, exc.message)
-        except OSError as exc:
-            return self.abort(P.ERR_UNDEFINED, f"read error: {exc.strerror or exc}")
+            out, short = self._make_window(first)
+        except (Abort, OSError, LocalProtocolError):
+            self._prepared = None
+            return
+        self._prepared = (first, out, short)
+
+    def _send_window(self, now: float) -> list[bytes]:
+        """Send blocks base .. base+windowsize-1 (stopping after the last)."""
+        prepared = self._prepared
+        if prepared is not None and prepared[0] == self.base:
+            self._prepared = None
+            out, short = prepared[1], prepared[2]
+        else:
+            try:
+                out, short = self._make_window(self.base)
+            except Abort as exc:
+                return self.abort(exc.code, exc.message)
+            except OSError as exc:
+                return self.abort(P.ERR_UNDEFINED, f"read error: {exc.strerror or exc}")
+        if short is not None:
+            self.last_index = short
+        index = self.base + len(out)
         last = index - 1
         if last > self.sent_max:
             # the window's last block goes out for the first time: its ACK is an
@@ -554,6 +594,11 @@ class Receiver(_Session):
         super().__init__(settings, now, **kwargs)  # type: ignore[arg-type]
         self._sink = sink
         self.dally = dally
+        #: the driver's choice: ``receive_burst`` holds the payloads of a burst
+        #: back until ``write_deferred`` (see there), so the ACK leaves first
+        self.defer_writes = False
+        self._deferring = False  # inside a deferring receive_burst
+        self._pending: list[bytes | memoryview] = []  # payloads held back, in order
         #: next block expected (1-based, unbounded)
         self.next = 1
         self._since_ack = 0
@@ -689,13 +734,22 @@ class Receiver(_Session):
         per datagram); only the joined run and the other datagrams are copied.
         The first block after an ACK (an RTT sample), the window's last block
         (it gets the ACK), a short final block and anything unusual take the
-        ordinary path.
+        ordinary path.  With ``defer_writes`` the full blocks wait for
+        ``write_deferred`` (the driver sends the result first).
         """
         out: list[bytes] = []
         if not self._started or self.finished or self._dallying:
             for data in datagrams:
                 out += self.receive(data if isinstance(data, bytes) else bytes(data), now)
             return out
+        self._deferring = self.defer_writes
+        try:
+            return self._burst(datagrams, now)
+        finally:
+            self._deferring = False
+
+    def _burst(self, datagrams: list[bytes] | list[memoryview], now: float) -> list[bytes]:
+        out: list[bytes] = []
         run: list[bytes | memoryview] = []
         full = self.blksize + 4
         limit = self.windowsize - 1  # the block that fills the window gets the ACK
@@ -764,10 +818,15 @@ class Receiver(_Session):
         if self._probed_at is not None:
             self._check_probe(self.next - len(payloads), now)
         chunk = b"".join(payloads)
-        try:
-            self._sink(chunk)
-        except (Abort, OSError) as exc:
-            return self._sink_failed(exc)
+        if self._deferring:
+            self._pending.append(chunk)
+        else:
+            try:
+                if self._pending:
+                    self._write_pending()
+                self._sink(chunk)
+            except (Abort, OSError) as exc:
+                return self._sink_failed(exc)
         self.bytes += len(chunk)
         if self.retries:
             self.retries = 0
@@ -778,6 +837,41 @@ class Receiver(_Session):
         self._block_at = now
         self._stall = False
         return []
+
+    @property
+    def writes_deferred(self) -> bool:
+        """``receive_burst`` held payloads back: call ``write_deferred``."""
+        return bool(self._pending)
+
+    def write_deferred(self) -> list[bytes]:
+        """Hand the payloads a deferring ``receive_burst`` held back to the sink,
+        in order; returns the ERROR to send when the sink refused them (the
+        transfer then failed; a failed transfer writes nothing more).
+
+        Why: a window is lock-step at window level (RFC 7440: the sender waits
+        for the ACK), so a receiver that writes before it ACKs keeps the
+        sender idle meanwhile.  With ``defer_writes`` the driver sends the
+        burst's ACK first and writes while the next window is on its way.
+        The final (short) block is never held back: it and everything before
+        it reach the sink before its ACK is returned, so an upload is complete
+        (and committed by the driver) before the client hears so.
+        """
+        if not self._pending:
+            return []
+        if self.finished:
+            self._pending = []
+            return []
+        try:
+            self._write_pending()
+        except (Abort, OSError) as exc:
+            return self._sink_failed(exc)
+        return []
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        sink = self._sink
+        for payload in pending:
+            sink(payload)
 
     def _sink_failed(self, exc: Abort | OSError) -> list[bytes]:
         """The ERROR for a sink that refused a block: its own (an Abort, e.g.
@@ -800,10 +894,18 @@ class Receiver(_Session):
                 self._ack_fresh = False
             if self._probed_at is not None:
                 self._check_probe(expected, now)
-            try:
-                self._sink(payload)
-            except (Abort, OSError) as exc:
-                return self._sink_failed(exc)
+            if self._deferring and len(payload) == self.blksize:
+                self._pending.append(payload)
+            else:
+                # the final block is written before its ACK (and what was held
+                # back before it): a complete upload is committed before the
+                # client hears it is done
+                try:
+                    if self._pending:
+                        self._write_pending()
+                    self._sink(payload)
+                except (Abort, OSError) as exc:
+                    return self._sink_failed(exc)
             self.bytes += len(payload)
             self.next = expected + 1
             if self.retries:
