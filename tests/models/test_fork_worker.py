@@ -378,6 +378,44 @@ def test_instant_children_send_the_parents_answer_and_failures_go_the_ordinary_w
         os.close(rfd)
 
 
+def test_answer_at_once_sends_closes_reports_and_leaves() -> None:
+    import socket
+
+    left: list[int] = []
+    rfd, wfd = os.pipe()
+    a, b = socket.socketpair()
+    try:
+        b.settimeout(5)
+        fd = a.detach()
+        assert forkworker.answer_at_once(fd, b"now\r\n", b"done\n", wfd, leave=left.append) == 5
+        assert left == [0] and recv_all(b) == b"now\r\n"  # closed: the peer sees EOF
+        assert os.read(rfd, 100) == b"done\n"
+        with pytest.raises(OSError):
+            os.fstat(fd)
+        # the events pipe full (the daemon behind): the connection still went well
+        os.set_blocking(wfd, False)
+        try:
+            while True:
+                os.write(wfd, b"x" * 4096)
+        except BlockingIOError:
+            pass
+        c, d = socket.socketpair()
+        with d:
+            assert forkworker.answer_at_once(c.detach(), b"hi", b"done\n", wfd, leave=left.append) == 2
+            assert left == [0, 0]
+        # a short write: nothing closed, nothing reported, the caller goes on
+        e, f = socket.socketpair()
+        with e, f:
+            assert forkworker.answer_at_once(e.fileno(), b"hello", b"done\n", wfd, leave=left.append,
+                                             write=lambda fd, data: os.write(fd, data[:2])) == 2
+            assert left == [0, 0] and f.recv(10) == b"he"
+    finally:
+        a.close()
+        b.close()
+        os.close(rfd)
+        os.close(wfd)
+
+
 def test_the_parents_close_line_is_the_childs() -> None:
     assert EventBatch.CLOSED_OK % (17, 26) == EventBatch.close_line(17, 0, 26, "ok").encode()
 
