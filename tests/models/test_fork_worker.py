@@ -173,9 +173,22 @@ class Lottery(Service):
 forkworker.setup_worker_logging()
 listener = socket.create_server(("127.0.0.1", 0))
 config = ServiceConfig(name="lottery", port=0, proto="tcp", model="fork", handler="x:Lottery")
-print(listener.getsockname()[1], forkworker.ForkCall().pick()[1], flush=True)
-sys.exit(forkworker.serve(listener, config, Lottery({{}}), events_fd=int(sys.argv[1]), grace=0.5))
+forker = forkworker.ForkCall()
+if {handler!r}:  # no signalfd: SIGCHLD through a handler and the wakeup pipe
+    forker.child_exit_fd = lambda: None
+print(listener.getsockname()[1], forker.pick()[1], flush=True)
+sys.exit(forkworker.serve(listener, config, Lottery({{}}), events_fd=int(sys.argv[1]), grace=0.5, forker=forker))
 """
+
+
+def _has_signalfd(pid: int) -> bool:
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            if "sigmask:" in info.read_text():
+                return True
+        except OSError:
+            pass  # closed meanwhile
+    return False
 
 
 def _events(fd: int, want: int, deadline: float) -> list[dict]:  # type: ignore[type-arg]
@@ -193,11 +206,13 @@ def _events(fd: int, want: int, deadline: float) -> list[dict]:  # type: ignore[
     return got
 
 
-def test_children_reseed_random_are_reaped_and_a_killed_child_is_logged() -> None:
+@pytest.mark.parametrize("handler", [False, True])
+def test_children_reseed_random_are_reaped_and_a_killed_child_is_logged(handler: bool) -> None:
     rfd, wfd = os.pipe()
     os.set_blocking(rfd, False)
     path = lean_worker_path("inetkit")
-    proc = subprocess.Popen([sys.executable, "-S", "-c", _SERVE.format(path=path), str(wfd)], pass_fds=(wfd,),
+    proc = subprocess.Popen([sys.executable, "-S", "-c", _SERVE.format(path=path, handler=handler), str(wfd)],
+                            pass_fds=(wfd,),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     os.close(wfd)
     try:
@@ -212,6 +227,7 @@ def test_children_reseed_random_are_reaped_and_a_killed_child_is_logged() -> Non
                 assert local == b"127.0.0.1:" + port.encode()  # the context's local address
                 draws.append(draw)
         assert len(set(draws)) == 3, draws  # no child replays its siblings' numbers
+        assert _has_signalfd(proc.pid) is not handler  # (the loop is serving: the descriptor is open)
         victim = connect(("127.0.0.1", int(port)))
         with victim:
             victim.sendall(b"w")

@@ -366,6 +366,28 @@ class ForkCall:
             except (AttributeError, OSError):
                 pass
 
+    def child_exit_fd(self) -> int | None:
+        """A ``signalfd(2)`` readable while a SIGCHLD is pending (the caller
+        keeps SIGCHLD blocked), or None where there is none (no libc handle,
+        not Linux): the caller then takes SIGCHLD through a handler.
+
+        Why: a handled SIGCHLD, one per child, costs the accept loop a signal
+        frame pushed on its stack, the C handler, the wakeup byte and a
+        Python-level handler call, about 8 copy-on-write faults per
+        connection (the loop forks between any two of them); a descriptor in
+        the same ``poll`` costs a read."""
+        if self._libc is None:
+            return None
+        try:
+            import ctypes
+
+            mask = (ctypes.c_ulong * (128 // ctypes.sizeof(ctypes.c_ulong)))()  # glibc's sigset_t
+            mask[0] = 1 << (_SIGCHLD - 1)
+            fd = int(self._libc.signalfd(-1, ctypes.byref(mask), os.O_NONBLOCK | os.O_CLOEXEC))
+        except (ImportError, AttributeError, OSError, ValueError):
+            return None
+        return fd if fd >= 0 else None
+
     def pick(self) -> tuple[Callable[[], int], bool]:
         """The fork function to call now, and whether it is the fast one
         (libc's: -1 on failure, then call ``os.fork()``; see the class doc)."""
@@ -565,16 +587,28 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     _signal.set_wakeup_fd(wake_w)
-    # SIGCHLD needs a Python-level handler for the wakeup fd to be written;
-    # operator.is_ is one that does nothing, in C (no Python frame per child)
-    _signal.signal(_SIGCHLD, operator.is_)
+    # children's exits: through a signalfd where there is one (SIGCHLD stays
+    # blocked in this process; see ForkCall.child_exit_fd), else a handler
+    exits_fd = forker.child_exit_fd()
+    # what the loop blocks around a fork and then unblocks again: never
+    # SIGCHLD while it must stay blocked for the signalfd
+    parent_mask = _FORK_SIGNALS if exits_fd is None else (_SIGTERM, _SIGINT)
+    if exits_fd is not None:
+        _signal.signal(_SIGCHLD, _SIG_DFL)  # not SIG_IGN: that would reap them for us
+        _sigmask(_SIG_BLOCK, (_SIGCHLD,))
+    else:
+        # SIGCHLD needs a Python-level handler for the wakeup fd to be written;
+        # operator.is_ is one that does nothing, in C (no Python frame per child)
+        _signal.signal(_SIGCHLD, operator.is_)
     _signal.signal(_SIGTERM, on_stop)
     _signal.signal(_SIGINT, on_stop)
     poller = select.poll()
-    poller.register(wake_r, select.POLLIN)
-    poller.register(lfd, select.POLLIN)
     idle = select.poll()
-    idle.register(wake_r, select.POLLIN)
+    for fd in (wake_r, exits_fd):
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
+            idle.register(fd, select.POLLIN)
+    poller.register(lfd, select.POLLIN)
 
     monotonic = time.monotonic
     close, write, _exit = os.close, os.write, os._exit
@@ -613,21 +647,26 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
             if queue is not None:
                 queue.append(("reap", number, outcome))
 
+    DRAIN = 1024  # eight signalfd records, or wakeup bytes
+    drain, readv = [bytearray(DRAIN)], os.readv
+
     def wait(poll: Any, timeout_ms: int | None) -> bool:
         """Sleep until something happens; True if the listener is readable.
-        Drains the wakeup pipe (a signal arrived: reap)."""
+        Drains the wakeup pipe or the signalfd (a signal arrived: reap)."""
         ready = poll.poll(timeout_ms)
         listening = False
         for fd, _ in ready:
-            if fd == wake_r:
-                try:
-                    while len(os.read(wake_r, 4096)) == 4096:
-                        pass
-                except BlockingIOError:
-                    pass
-                reap()
-            else:
+            if fd == lfd:
                 listening = True
+                continue
+            try:
+                # into one buffer kept for the purpose: a fresh 4 KiB bytes
+                # object per wakeup is fresh heap pages written (and copied)
+                while readv(fd, drain) == DRAIN:
+                    pass
+            except BlockingIOError:
+                pass
+            reap()
         return listening
 
     def child_signals() -> None:
@@ -695,6 +734,8 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
             ForkCall.after_in_child(fast)
             os.close(wake_r)
             os.close(wake_w)
+            if exits_fd is not None:
+                os.close(exits_fd)
             os.close(listener.detach())
             conn = socket.socket(family, type_, proto, fileno=fd)
             ctx = ConnectionContext(sctx, peer, local or plain_address(conn.getsockname()))
@@ -776,14 +817,14 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                 # instant_child): no signal mask around its fork
                 masked = reply is None
                 if masked:
-                    _sigmask(_SIG_BLOCK, _FORK_SIGNALS)
+                    _sigmask(_SIG_BLOCK, parent_mask)
                 try:
                     pid = fork()
                     if pid < 0:  # libc's fork failed: os.fork says why (or succeeds)
                         pid = os.fork()
                 except OSError as exc:
                     if masked:
-                        _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+                        _sigmask(_SIG_UNBLOCK, parent_mask)
                     close(fd)
                     if admit is not None:
                         admission.release(peer[0])
@@ -796,7 +837,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                         instant_child(fd, reply, done, peer, seq, started)  # never returns
                     child_main(fd, peer, seq, started, fast)  # never returns
                 if masked:
-                    _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
+                    _sigmask(_SIG_UNBLOCK, parent_mask)
                 close(fd)
                 children[pid] = (seq, peer, started)
                 if queue is not None:
@@ -825,4 +866,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
     _signal.set_wakeup_fd(-1)
     os.close(wake_r)
     os.close(wake_w)
+    if exits_fd is not None:
+        os.close(exits_fd)
+        _sigmask(_SIG_UNBLOCK, (_SIGCHLD,))
     return 0
