@@ -16,7 +16,11 @@ Subjects (each its own process, all on 127.0.0.1):
 
 Printed per subject: connections/s and server CPU per connection (the whole
 process tree, reaped children included), median and range over the runs,
-subjects alternated.
+subjects alternated; then the minor page faults per connection of the
+process that forks (inetkit's: the daemon's fork worker) and of its children
+(reaped ones: ``/proc/PID/stat`` minflt and cminflt before and after each
+run): the copy-on-write faults that make most of a fork-per-connection
+server's cost (see ``src/inetkit/models/forkworker.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,35 @@ while True:
 """
 
 
+def _stat(pid: int) -> list[str]:
+    # the fields after "(comm)": state is [0], ppid [1], minflt [7], cminflt [8]
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def forking_pid(server: Server, daemon: bool) -> int:
+    """The process that accepts and forks: the server itself, or for an
+    inetkit ``daemon`` (one fork service) the daemon's only child, its worker."""
+    if not daemon:
+        return server.pid
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == server.pid:
+                    children.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    if len(children) != 1:
+        raise RuntimeError(f"expected one fork worker under {server.pid}, found {children}")
+    return children[0]
+
+
+def faults(pid: int) -> tuple[int, int]:
+    """(minor faults of ``pid``, of its reaped children)."""
+    fields = _stat(pid)
+    return int(fields[7]), int(fields[8])
+
+
 def start_floor() -> Server:
     proc = popen([sys.executable, "-S", "-c", FLOOR], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                  env=_env())
@@ -72,18 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     }
     servers: dict[str, Server] = {}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in starters}
+    fault_rows: dict[str, list[tuple[float, float]]] = {name: [] for name in starters}
     try:
         for name, start in starters.items():
             servers[name] = start()
         params = {"host": "127.0.0.1", "expect": 1}
         for server in servers.values():
             fast_load("connect", {**params, "port": server.port}, 10, 0.3, server)  # warm-up
+        forkers = {name: forking_pid(server, name.startswith("inetkit")) for name, server in servers.items()}
         names = list(servers)
         for run in range(args.runs):
             for name in names[run % len(names):] + names[:run % len(names)]:
                 server = servers[name]
+                before = faults(forkers[name])
                 r = fast_load("connect", {**params, "port": server.port}, 10, args.duration, server)
-                results[name].append((r.rate, r.server_cpu * 1e6 / max(r.ops, 1)))
+                after = faults(forkers[name])
+                ops = max(r.ops, 1)
+                results[name].append((r.rate, r.server_cpu * 1e6 / ops))
+                fault_rows[name].append(((after[0] - before[0]) / ops, (after[1] - before[1]) / ops))
     finally:
         for server in servers.values():
             server.stop()
@@ -96,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         rate, cpu = statistics.median(rates), statistics.median(cpus)
         print(f"{name:18s} {rate:7.0f} conn/s ({min(rates):.0f}-{max(rates):.0f}) x{rate / reference_rate:.2f}   "
               f"{cpu:6.0f} us CPU/conn ({min(cpus):.0f}-{max(cpus):.0f}) x{reference / cpu:.2f} cheaper")
+    for name, rows in fault_rows.items():
+        print(f"{name:18s} minor faults/conn: forking process {statistics.median(p for p, _ in rows):5.1f}, "
+              f"children {statistics.median(c for _, c in rows):5.1f} (medians)")
     return 0
 
 
