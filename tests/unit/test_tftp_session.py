@@ -64,11 +64,18 @@ def test_window_resends_only_from_first_unacked() -> None:
     assert blocks(s.receive(ack(2), 0.01)) == [3, 4, 5, 6]
     assert s.receive(ack(2), 0.011) == []  # duplicate gap ACK: ignored
     assert blocks(s.receive(ack(6), 0.02)) == [7, 8, 9, 10]
-    # first a tail-loss probe after two round trips: the window's last block only
+    # first a tail-loss probe after 1.5 round trips: the window's last block only,
+    # again after twice that wait while the RTO is further off
+    rto_at = 0.02 + s.rto
     probe_at = s.next_deadline() or 0
-    assert probe_at < 0.02 + s.rto
+    assert probe_at < rto_at
     assert blocks(s.on_timer(probe_at)) == [10]
+    second = s.next_deadline() or 0
+    if second < rto_at:
+        assert second - probe_at == 2 * (probe_at - 0.02)
+        assert blocks(s.on_timer(second)) == [10]
     # then the timeout: resend from the first unacknowledged block only
+    assert (s.next_deadline() or 0) >= rto_at
     assert blocks(s.on_timer(s.next_deadline() or 0)) == [7, 8, 9, 10]
     assert s.receive(ack(5), 0.5) == []  # old ACK below the window: ignored
     assert blocks(s.receive(ack(10), 0.6)) == [11]  # block 11 is the final (empty) one
@@ -526,3 +533,23 @@ def test_deferred_write_failure_sends_error_and_drops_the_rest() -> None:
     error = P.decode(out[0])
     assert isinstance(error, P.Error) and error.code == P.ERR_DISK_FULL and r.finished and not r.complete
     assert r.receive_burst([P.encode_data(5, b"d" * 8)], 0.02) == [] and r.write_deferred() == []
+
+
+def test_tail_loss_probe_repeats_with_doubling_waits_before_the_rto() -> None:
+    """A lost probe (or its answer) is probed again, each wait twice the last,
+    while that comes before the RTO; the RTO then resends the window."""
+    s = Sender(Source(bytes(4000), 8), Settings(blksize=8, windowsize=4), 0.0)
+    s.start(0.0)
+    s.receive(ack(4), 0.0001)  # RTT sample 100 us: rto = 2 ms floor, pto = 0.3 ms
+    assert s.srtt is not None and s.rto == 0.002
+    waits, at = [], 0.0001
+    rto_at = at + s.rto
+    while True:
+        due = s.next_deadline() or 0
+        out = s.on_timer(due)
+        if blocks(out) != [8]:
+            break
+        waits.append(round(due - at, 6))
+        at = due
+    assert waits == [0.0003, 0.0006]  # 0.3 ms, then 0.6 ms; 1.2 ms more would pass the RTO
+    assert blocks(out) == [5, 6, 7, 8] and due >= rto_at  # then the RTO: the whole window

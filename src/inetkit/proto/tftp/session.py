@@ -37,7 +37,8 @@ Behaviour worth knowing:
   to this window (a gap at the window's first block), once per window;
   1.5 round trips after a window without an answer it resends the window's
   last block alone (a tail-loss probe: a lost last block or ACK then costs
-  an RTT, not an RTO).
+  an RTT, not an RTO), and again after twice that wait while the RTO is
+  further off (the probe or its answer may be lost too).
   The receiver ACKs after
   ``windowsize`` in-order blocks since its last ACK, on the final block,
   once per gap, and when a window stops arriving mid-way for several of its
@@ -66,8 +67,11 @@ _ACK = P.ACK
 #: default floor and ceiling of the adaptive retransmission timeout
 MIN_RTO = 0.002
 MAX_RTO = 4.0
-#: floor of the tail-loss probe timeout
-MIN_PTO = 0.001
+#: floor of the tail-loss probe timeout (through the bench's loss relay a
+#: window's answer takes 0.3-0.6 ms: a 1 ms floor made every tail loss wait)
+MIN_PTO = 0.0003
+#: without an RTT sample, a duplicate ACK this soon after its window is a copy
+DUP_GUARD = 0.001
 #: from this datagram size on, a Receiver hands its sink a memoryview, not a copy
 BIG_BLOCK = 8192
 #: a window that stops arriving for this many times the usual gap between its
@@ -264,6 +268,7 @@ class Sender(_Session):
         #: index of the last block, once a short block was read
         self.last_index: int | None = None
         self._tlp = False  # the current deadline is a tail-loss probe, not the RTO
+        self._pto = 0.0  # the wait before the current tail-loss probe
         self._rto_at = 0.0
         self._probe = 0  # block whose ACK gives an RTT sample (0: none)
         self._probe_at = 0.0
@@ -387,6 +392,7 @@ class Sender(_Session):
             pto = max(MIN_PTO, 1.5 * self.srtt)
             if pto < self.rto:
                 self._tlp = True
+                self._pto = pto
                 self.deadline = now + pto
                 return out
         self._tlp = False
@@ -395,8 +401,15 @@ class Sender(_Session):
 
     def _expired(self, now: float) -> list[bytes]:
         if self._tlp and self._started:
-            self._tlp = False
-            self.deadline = max(self._rto_at, now + MIN_PTO)
+            # the probe (or its answer) may be lost too: probe again after twice
+            # the wait while that comes before the RTO (whose floor is several
+            # round trips on loopback), then leave it to the RTO
+            self._pto *= 2
+            if now + self._pto < self._rto_at:
+                self.deadline = now + self._pto
+            else:
+                self._tlp = False
+                self.deadline = max(self._rto_at, now + MIN_PTO)
             if self._probe == self.sent_max:
                 self._probe = 0  # Karn: that block is being sent twice
             try:
@@ -562,7 +575,7 @@ class Sender(_Session):
         # no RTT sample yet (the first exchange needed a retransmission, so Karn's
         # rule allowed none): 1 ms still tells a copy from an answer, and waiting
         # for the RTO instead would mean the unsampled 1-2 s per loss
-        guard = self.srtt / 4 if self.srtt is not None else MIN_PTO
+        guard = self.srtt / 4 if self.srtt is not None else DUP_GUARD
         if self._fast_resent == self.base or now - self._window_at < guard:
             return []
         self._fast_resent = self.base
