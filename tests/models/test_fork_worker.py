@@ -411,7 +411,7 @@ def test_answer_at_once_sends_closes_reports_and_leaves() -> None:
     try:
         b.settimeout(5)
         fd = a.detach()
-        assert forkworker.answer_at_once(fd, b"now\r\n", b"done\n", wfd, leave=left.append) == 5
+        assert forkworker.answer_at_once(fd, b"now\r\n", b"done\n", wfd, leave=left.append) == (5, None)
         assert left == [0] and recv_all(b) == b"now\r\n"  # closed: the peer sees EOF
         assert os.read(rfd, 100) == b"done\n"
         with pytest.raises(OSError):
@@ -425,14 +425,19 @@ def test_answer_at_once_sends_closes_reports_and_leaves() -> None:
             pass
         c, d = socket.socketpair()
         with d:
-            assert forkworker.answer_at_once(c.detach(), b"hi", b"done\n", wfd, leave=left.append) == 2
+            assert forkworker.answer_at_once(c.detach(), b"hi", b"done\n", wfd, leave=left.append) == (2, None)
             assert left == [0, 0]
         # a short write: nothing closed, nothing reported, the caller goes on
         e, f = socket.socketpair()
         with e, f:
             assert forkworker.answer_at_once(e.fileno(), b"hello", b"done\n", wfd, leave=left.append,
-                                             write=lambda fd, data: os.write(fd, data[:2])) == 2
+                                             write=lambda fd, data: os.write(fd, data[:2])) == (2, None)
             assert left == [0, 0] and f.recv(10) == b"he"
+            # a failed write is handed back, never raised (the child must not return to the loop)
+            f.close()
+            sent, failure = forkworker.answer_at_once(e.fileno(), b"x" * 100000, b"done\n", wfd,
+                                                      leave=left.append)
+            assert isinstance(failure, ConnectionError) and left == [0, 0]
     finally:
         a.close()
         b.close()

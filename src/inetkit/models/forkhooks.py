@@ -65,7 +65,23 @@ def install() -> bool:
     return True
 
 
+#: how many entries of ``registered`` the last ``all_skippable`` looked at, and its answer
+_checked = (0, True)
+
+
 def all_skippable() -> bool:
     """True when every hook registered in this process may be skipped (or is
-    redone by the fork worker); False when unknown (``install`` not run)."""
-    return _installed and all(m in SKIPPABLE or m in RESEEDED for m in registered)
+    redone by the fork worker); False when unknown (``install`` not run).
+
+    Asked before every burst of forks: the answer is kept and only the hooks
+    registered since are looked at (``registered`` only grows), so the usual
+    call allocates nothing (a generator per call was pages written between
+    forks, see ``forkworker``)."""
+    global _checked
+    if not _installed:
+        return False
+    count, answer = _checked
+    if count != len(registered):
+        answer = answer and all(m in SKIPPABLE or m in RESEEDED for m in registered[count:])
+        _checked = (len(registered), answer)
+    return answer

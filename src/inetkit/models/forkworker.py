@@ -499,25 +499,33 @@ class _WarmSession(StreamSession):
 
 
 def answer_at_once(fd: int, reply: bytes, done: bytes, events_fd: int, leave: Callable[[int], Any] = os._exit,
-                   write: Callable[[int, bytes], int] = os.write, close: Callable[[int], None] = os.close) -> int:
-    """An instant child's whole life once forked (``serve``'s ``instant_child``):
-    write ``reply`` to the connection ``fd``, close it, put ``done`` (its
-    events line) on the events pipe and ``leave(0)``.  Returns only if the
-    answer went out short (the count written); raises what ``write`` raises.
+                   write: Callable[[int, bytes], int] = os.write,
+                   close: Callable[[int], None] = os.close) -> tuple[int, BaseException | None]:
+    """An instant child's whole life once forked, called by ``serve``'s loop
+    straight after the fork: write ``reply`` to the connection ``fd``, close
+    it, put ``done`` (its events line) on the events pipe and ``leave(0)``.
+
+    Returns only if it could not: the count written and the exception that
+    stopped it (None: the answer went out short), for ``instant_child`` to
+    finish the long way.  It never raises (a forked child must never find
+    its way back into the accept loop).
 
     A function of its own, apart from the loop, so that ``warm_up`` can run it
     in the parent (with ``leave`` a harmless built-in of the same calling
     convention): its bytecode is then specialized once there, not in every
     child (see ``warm_up``)."""
-    sent = write(fd, reply)
-    if sent == len(reply):
-        close(fd)
-        try:
-            write(events_fd, done)
-        except OSError:
-            pass  # the daemon fell behind: status is approximate (see EventBatch)
-        leave(0)
-    return sent
+    try:
+        sent = write(fd, reply)
+        if sent == len(reply):
+            close(fd)
+            try:
+                write(events_fd, done)
+            except OSError:
+                pass  # the daemon fell behind: status is approximate (see EventBatch)
+            leave(0)
+        return sent, None
+    except BaseException as exc:  # noqa: BLE001 - handed to instant_child
+        return 0, exc
 
 
 def warm_up(sctx: ServiceContext, line: ConnectionLine | None, rounds: int = 12) -> None:
@@ -699,10 +707,12 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
         _signal.signal(_SIGINT, _SIG_DFL)
         _sigmask(_SIG_UNBLOCK, _FORK_SIGNALS)
 
-    def instant_child(fd: int, reply: bytes, done: bytes | None, peer: tuple[str, int], number: int,
-                      started: float) -> None:
+    def instant_child(fd: int, reply: bytes, peer: tuple[str, int], number: int, started: float,
+                      sent: int = 0, failure: BaseException | None = None) -> None:
         """In the child of an ``instant_reply`` connection (``InstantAnswer``):
-        write the answer the parent computed, close, report, ``os._exit``.
+        write the answer the parent computed (the rest of it after ``sent``
+        bytes, or report ``failure``: what stopped ``answer_at_once``), close,
+        report, ``os._exit``.
 
         Deliberately bare: every page touched here is a copy-on-write fault,
         and every piece of C code run here faults its text pages in again
@@ -719,10 +729,9 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
         microseconds later.  Only before a connection log line (stderr may
         block) does it restore the default handlers, as ``child_main`` does,
         so that a SIGTERM from the drain ends it."""
-        sent = 0
         try:
-            if done is not None:
-                sent = answer_at_once(fd, reply, done, events_fd)  # type: ignore[arg-type]  # returns if short
+            if failure is not None:
+                raise failure
             while sent < len(reply):  # (a blocking socket: only a signal cuts a write short)
                 sent += write(fd, reply[sent:])
             code, outcome = 0, "ok"
@@ -854,8 +863,11 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                     backoff = min(backoff * 2, 1.0)
                     break
                 if pid == 0:
+                    if done is not None:  # the shortest path: leaves the process unless it cannot
+                        sent, failure = answer_at_once(fd, reply, done, events_fd)  # type: ignore[arg-type]
+                        instant_child(fd, reply, peer, seq, started, sent, failure)  # never returns
                     if reply is not None:
-                        instant_child(fd, reply, done, peer, seq, started)  # never returns
+                        instant_child(fd, reply, peer, seq, started)  # never returns
                     child_main(fd, peer, seq, started, fast)  # never returns
                 if masked:
                     _sigmask(_SIG_UNBLOCK, parent_mask)
