@@ -422,12 +422,14 @@ def test_big_blocks_get_and_put_byte_identical(server: tuple[str, int], root: Pa
         assert (root / f"up{size}").read_bytes() == data
 
 
-def test_windowed_upload_over_max_size_is_refused_and_leaves_nothing(root: Path, tmp_path: Path) -> None:
-    """Runs of blocks written with one writev are counted against max_size too."""
+@pytest.mark.parametrize("threads", [16, 0], ids=["thread", "event-loop"])
+def test_windowed_upload_over_max_size_is_refused_and_leaves_nothing(root: Path, tmp_path: Path, threads: int) -> None:
+    """Runs of blocks written with one writev are counted against max_size too,
+    also when the writes come after the window's ACK (deferred writes)."""
     src = tmp_path / "big"
     src.write_bytes(data_of(200_000, 8))
     with running_service("tftp", proto="udp", options={"root": str(root), "allow_create": True,
-                                                        "max_size": 100_000}) as svc:
+                                                        "max_size": 100_000, "threads": threads}) as svc:
         with pytest.raises(TftpError) as info:
             put_file(*svc.address, str(src), "big", tsize=False, blksize=1468, windowsize=16)
         assert info.value.code == P.ERR_DISK_FULL and info.value.remote

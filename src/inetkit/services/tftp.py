@@ -206,6 +206,8 @@ class _Transfer(_TransferState):
         self._batch = BatchSender(sock)
         # a receiver takes a GSO-sent window in one recvmsg (UDP GRO) when it can
         self._gro = isinstance(self.session, Receiver) and enable_gro(sock)
+        if self._gro:
+            self.session.defer_writes = True  # type: ignore[union-attr]  # ACK a window, then write it
         if isinstance(self.session, Sender):
             reader = self._readable_sender
         else:
@@ -270,6 +272,7 @@ class _Transfer(_TransferState):
                     pass
             else:
                 self.dropped += self._batch.send(out, peer)
+                session.prepare()  # type: ignore[union-attr]  # the next window, made while this one is answered
         if session.finished:
             self.close()
             return
@@ -352,6 +355,12 @@ class _Transfer(_TransferState):
                     pass
             else:
                 self.dropped += self._batch.send(out, self.peer)
+        if isinstance(data, list) and session.writes_deferred:  # type: ignore[union-attr]
+            # the window's ACK is out: write it while the next one comes
+            out = session.write_deferred()  # type: ignore[union-attr]
+            if self.upload is not None and not self.upload.done and session.finished:
+                self.upload.discard()  # before the ERROR goes out: nothing is left behind
+            self._send(out)
 
     # -- internals -----------------------------------------------------------------------
     def _sendto(self, datagram: bytes, addr: Any) -> None:
