@@ -26,8 +26,7 @@ import pytest
 
 from inetkit.logs import ConnectionLog
 from inetkit.models import forkworker
-from inetkit.models.forking import (fork_worker_environment, lean_worker_environment, lean_worker_path,
-                                    worker_command)
+from inetkit.models.forking import fork_worker_environment, lean_worker_environment, lean_worker_path, worker_command
 from inetkit.models.forkworker import ConnectionLine, EventBatch, ForkCall, InstantAnswer
 from inetkit.services.base import Service
 from inetkit.services.internal import DaytimeService

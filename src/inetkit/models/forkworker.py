@@ -104,8 +104,7 @@ import inetkit.io.blocking  # noqa: F401
 from inetkit.io.addresses import plain_address
 from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
 from inetkit.models import forkhooks
-from inetkit.services.base import (SMALL_REPLY, ConnectionContext, Service, ServiceContext, StreamSession,
-                                  instant_answer)
+from inetkit.services.base import SMALL_REPLY, ConnectionContext, Service, ServiceContext, StreamSession, instant_answer
 
 #: the environment variable ``inetkit.logs.setup_logging`` exports the log format in
 LOG_FORMAT_ENV = "INETKIT_LOG_FORMAT"
@@ -472,13 +471,14 @@ class InstantAnswer:
         self.per_second = self.enabled and self._per_second(kind)
 
     @staticmethod
-    def _per_second(kind: type) -> bool:
+    def _per_second(kind: type[Service]) -> bool:
         # the flag vouches for the open_session of the class that set it: a
         # subclass with another open_session (its answer may depend on the
         # peer) is not covered unless it sets the flag itself
         for klass in kind.__mro__:
             if "instant_reply_per_second" in vars(klass):
-                return bool(klass.instant_reply_per_second) and kind.open_session is klass.open_session
+                return (bool(vars(klass)["instant_reply_per_second"])
+                        and kind.open_session is getattr(klass, "open_session", None))
         return False
 
     def __call__(self, peer: tuple[str, int]) -> bytes | None:
@@ -865,7 +865,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                 if pid == 0:
                     if done is not None:  # the shortest path: leaves the process unless it cannot
                         sent, failure = answer_at_once(fd, reply, done, events_fd)  # type: ignore[arg-type]
-                        instant_child(fd, reply, peer, seq, started, sent, failure)  # never returns
+                        instant_child(fd, reply, peer, seq, started, sent, failure)  # type: ignore[arg-type]  # never returns
                     if reply is not None:
                         instant_child(fd, reply, peer, seq, started)  # never returns
                     child_main(fd, peer, seq, started, fast)  # never returns
