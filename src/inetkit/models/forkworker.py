@@ -455,7 +455,12 @@ class InstantAnswer:
     would need ``getsockname`` per connection) and the answer is at most
     ``SMALL_REPLY`` bytes (it then always fits a fresh connection's send
     buffer, so the child never waits).  Anything else, including a service
-    that fails, goes through the ordinary child, which behaves as before."""
+    that fails, goes through the ordinary child, which behaves as before.
+
+    What this asks of an ``instant_reply`` service is what the async model
+    already does (it answers in its one process, ``models/instant.py``):
+    ``open_session`` is quick and does not count on a fresh copy of the
+    process per connection."""
 
     def __init__(self, service: Service, sctx: ServiceContext, local: tuple[str, int] | None) -> None:
         self.open_session = service.open_session
