@@ -428,6 +428,16 @@ class ForkCall:
 # -- the accept/fork loop ----------------------------------------------------------
 
 
+def _report_child_failure(log: logging.Logger, name: str, peer: tuple[str, int], exc: BaseException) -> None:
+    """In a child: log why serving ``peer`` failed; nothing may escape (the
+    child is about to ``_exit``, whatever happens here)."""
+    try:
+        log.error("%s: child failed for %s: %r", name,
+                  f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}", exc)
+    except BaseException:  # noqa: BLE001
+        pass
+
+
 def service_context(config: Any) -> ServiceContext:
     """The service's context, as the daemon's runtime builds it."""
     return ServiceContext(
@@ -744,11 +754,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
             code, outcome = 0, "reset"
         except BaseException as exc:  # noqa: BLE001 - nothing may escape a forked child
             code, outcome = 1, "error"
-            try:
-                log.error("%s: child failed for %s: %r", name,
-                          f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}", exc)
-            except BaseException:  # noqa: BLE001
-                pass
+            _report_child_failure(log, name, peer, exc)
         try:
             close(fd)
             events.closed(number, 0, sent, outcome)
@@ -780,11 +786,7 @@ def serve(listener: socket.socket, config: Any, service: Service, *, events_fd: 
                 outcome = "reset"
             else:
                 code, outcome = 1, "error"
-                try:
-                    log.error("%s: child failed for %s: %r", name,
-                              f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}", exc)
-                except BaseException:  # noqa: BLE001
-                    pass
+                _report_child_failure(log, name, peer, exc)
         finally:
             try:
                 bytes_in = ctx.bytes_in if ctx is not None else 0
