@@ -553,3 +553,20 @@ def test_tail_loss_probe_repeats_with_doubling_waits_before_the_rto() -> None:
         at = due
     assert waits == [0.0003, 0.0006]  # 0.3 ms, then 0.6 ms; 1.2 ms more would pass the RTO
     assert blocks(out) == [5, 6, 7, 8] and due >= rto_at  # then the RTO: the whole window
+
+
+def test_gap_ack_is_repeated_for_a_probe_but_not_within_a_burst() -> None:
+    """Beyond a gap the receiver ACKs the last in-order block once per burst;
+    a block that comes REACK_GAP later (the sender's tail-loss probe after
+    our gap ACK was lost) gets the ACK again."""
+    from inetkit.proto.tftp.session import REACK_GAP
+
+    r = Receiver(lambda p: None, Settings(blksize=8, windowsize=8), 0.0)
+    r.start(0.0)
+    assert r.receive(P.encode_data(1, b"a" * 8), 0.001) == []
+    # block 2 lost: 3.. arrive back to back
+    assert r.receive(P.encode_data(3, b"c" * 8), 0.00101) == [ack(1)]
+    assert r.receive(P.encode_data(4, b"d" * 8), 0.00102) == []
+    assert r.receive(P.encode_data(8, b"h" * 8), 0.00103) == []
+    # the probe of the window's last block, 1.5 round trips later
+    assert r.receive(P.encode_data(8, b"h" * 8), 0.00101 + REACK_GAP + 1e-6) == [ack(1)]
