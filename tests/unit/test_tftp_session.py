@@ -555,18 +555,40 @@ def test_tail_loss_probe_repeats_with_doubling_waits_before_the_rto() -> None:
     assert blocks(out) == [5, 6, 7, 8] and due >= rto_at  # then the RTO: the whole window
 
 
-def test_gap_ack_is_repeated_for_a_probe_but_not_within_a_burst() -> None:
-    """Beyond a gap the receiver ACKs the last in-order block once per burst;
-    a block that comes REACK_GAP later (the sender's tail-loss probe after
+def test_gap_ack_is_repeated_after_a_pause_not_within_a_burst() -> None:
+    """Beyond a gap the receiver ACKs the last in-order block once per burst,
+    however long the burst lasts (a slow hop spaces a window's blocks out:
+    answering its tail again made the sender resend windows over and over);
+    a block after a pause of REACK_GAP (the sender's tail-loss probe after
     our gap ACK was lost) gets the ACK again."""
     from inetkit.proto.tftp.session import REACK_GAP
 
-    r = Receiver(lambda p: None, Settings(blksize=8, windowsize=8), 0.0)
+    r = Receiver(lambda p: None, Settings(blksize=8, windowsize=64), 0.0)
     r.start(0.0)
     assert r.receive(P.encode_data(1, b"a" * 8), 0.001) == []
-    # block 2 lost: 3.. arrive back to back
-    assert r.receive(P.encode_data(3, b"c" * 8), 0.00101) == [ack(1)]
-    assert r.receive(P.encode_data(4, b"d" * 8), 0.00102) == []
-    assert r.receive(P.encode_data(8, b"h" * 8), 0.00103) == []
-    # the probe of the window's last block, 1.5 round trips later
-    assert r.receive(P.encode_data(8, b"h" * 8), 0.00101 + REACK_GAP + 1e-6) == [ack(1)]
+    # block 2 lost: 3..40 arrive 40 us apart, 1.5 ms in all
+    now = 0.001
+    answers = []
+    for block in range(3, 41):
+        now += 0.00004
+        answers += r.receive(P.encode_data(block, b"x" * 8), now)
+    assert answers == [ack(1)]
+    # the probe of the window's last block, after a pause
+    assert r.receive(P.encode_data(40, b"x" * 8), now + REACK_GAP + 1e-6) == [ack(1)]
+
+
+def test_duplicates_get_one_answer_per_burst_after_a_pause() -> None:
+    from inetkit.proto.tftp.session import REACK_GAP
+
+    r = Receiver(lambda p: None, Settings(blksize=8, windowsize=4), 0.0)
+    r.start(0.0)
+    for block in range(1, 5):
+        r.receive(P.encode_data(block, b"x" * 8), 0.001)  # ACK 4 (lost, say)
+    # the sender resends the window after a pause: the first copy is answered,
+    # the rest of the burst (blocks 40 us apart) is not
+    now, answers = 0.005, []
+    for block in range(1, 5):
+        now += 0.00004
+        answers += r.receive(P.encode_data(block, b"x" * 8), now)
+    assert answers == [ack(4)]
+    assert r.receive(P.encode_data(4, b"x" * 8), now + REACK_GAP + 1e-6) == [ack(4)]

@@ -27,9 +27,9 @@ Behaviour worth knowing:
   consecutive expiries.
 - **No Sorcerer's Apprentice** (RFC 1123 section 4.2.3.1): a sender ignores
   duplicate ACKs; it only retransmits when its timer expires.  A receiver
-  answers old (duplicate) DATA with its last ACK, at most once per
-  ``REACK_GAP`` (a burst of duplicates gets one answer), so duplicates
-  cannot multiply.
+  answers old (duplicate) DATA with its last ACK, once per burst (only a
+  block that comes after a pause of ``REACK_GAP`` starts a new one), so
+  duplicates cannot multiply.
 - **Windows** (RFC 7440): the sender sends ``windowsize`` blocks, then waits.
   An ACK for a block inside the window (the receiver saw a gap) makes it
   resend from the first unacknowledged block only, and so does a repeated
@@ -78,10 +78,13 @@ BIG_BLOCK = 8192
 #: blocks (but at least STALL_MIN seconds) has lost its tail: ACK what arrived
 STALL_FACTOR = 8.0
 STALL_MIN = 0.0003
-#: a receiver answers duplicate DATA, or DATA beyond a gap, at most this often
-#: (one answer per burst: a window's blocks come microseconds apart).  Short,
-#: because a sender that lost the answer probes after 1.5 round trips and that
-#: probe must get one: 0.5 ms here cost ~10 % under 5 % loss (tftpsim, relay)
+#: a receiver answers duplicate DATA, or DATA beyond a gap, once per burst: a
+#: datagram after a pause this long starts a new burst.  A pause, not the time
+#: since our last ACK: a slow hop spreads a window over more than any fixed
+#: time (with 0.5 ms since the last ACK, tftpsim collapsed at 40 us per
+#: datagram: each repeated gap ACK made the sender resend a window).  Short,
+#: because a sender that lost our answer probes after 1.5 round trips and the
+#: probe must get one (0.5 ms cost ~10 % under 5 % loss)
 REACK_GAP = 0.00015
 
 
@@ -621,6 +624,7 @@ class Receiver(_Session):
         self._gap_acked = False
         self._last_ack = P.encode_ack(0)
         self._last_ack_at = now
+        self._rx_at = now  # when the last DATA arrived (a pause before a block: see _data)
         self._ack_fresh = False  # last ACK was sent once only (RTT sample allowed)
         self._started = False  # a DATA phase began (client: the server replied)
         self._dallying = False
@@ -833,6 +837,7 @@ class Receiver(_Session):
             return []
         if self._probed_at is not None:
             self._check_probe(self.next - len(payloads), now)
+        self._rx_at = now
         chunk = b"".join(payloads)
         if self._deferring:
             self._pending.append(chunk)
@@ -898,6 +903,7 @@ class Receiver(_Session):
         return self.abort(code, f"write error: {exc.strerror or exc}")
 
     def _data(self, wire: int, payload: bytes | memoryview, now: float) -> list[bytes]:
+        prev_rx, self._rx_at = self._rx_at, now
         expected = self.next
         delta = (wire - expected) & 0xFFFF
         if delta == 0:
@@ -948,7 +954,8 @@ class Receiver(_Session):
             return []
         if delta >= 0x8000:
             # an old block: the sender missed our ACK (or the network duplicated it)
-            if now - self._last_ack_at >= min(self.rto / 4, REACK_GAP) or self._dallying:
+            if (now - prev_rx >= REACK_GAP and now - self._last_ack_at >= min(self.rto / 4, REACK_GAP)) \
+                    or self._dallying:
                 self._ack_fresh = False
                 return self._reack(now)
             return []
@@ -956,9 +963,9 @@ class Receiver(_Session):
             return []
         self._lossy = True
         # a block ahead of the expected one: something was lost; ask from the gap,
-        # once per burst (again later: that ACK may be lost, and the sender's
-        # tail-loss probe then lands here)
-        if not self._gap_acked or now - self._last_ack_at >= REACK_GAP:
+        # once per burst (again for a block after a pause: that ACK may be lost,
+        # and the sender's tail-loss probe then lands here)
+        if not self._gap_acked or now - prev_rx >= REACK_GAP:
             self._gap_acked = True
             out = self._send_ack(expected - 1, now)
             self._ack_fresh = False
