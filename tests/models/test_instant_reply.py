@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from inetkit.config.schema import Limits
+from inetkit.models import instant
 from inetkit.proto import internal as core
-from inetkit.services.base import ConnectionContext, StreamSession
-from inetkit.services.internal import DaytimeService
+from inetkit.services.base import ConnectionContext, StreamSession, answers_per_second
+from inetkit.services.internal import DaytimeService, EchoService, TimeService
 from inetkit.testing.logs import captured_log
 from inetkit.testing.net import connect, recv_all
 from inetkit.testing.running import running_service
@@ -99,3 +100,56 @@ def test_a_session_that_does_not_close_is_an_error_not_a_crash(model: str) -> No
             # its connection log line is written once it has
             assert log.wait_for(client).endswith(" error")
         assert _counters(svc)["errors"] == 2
+
+
+class CountingDaytime(DaytimeService):
+    """Vouches that its answer changes once a second and counts its sessions."""
+
+    name = "counting-daytime"
+    instant_reply_per_second = True
+    sessions = 0
+
+    def open_session(self, ctx: ConnectionContext) -> StreamSession:
+        type(self).sessions += 1
+        return core.OneShotSession(b"answer %d\r\n" % type(self).sessions)
+
+
+def test_which_services_are_answered_once_per_second() -> None:
+    assert answers_per_second(DaytimeService()) and answers_per_second(TimeService())
+    assert answers_per_second(CountingDaytime())  # vouches for its own open_session
+    assert not answers_per_second(BigReplyService())  # inherits the flag, not the session it covers
+    assert not answers_per_second(EchoService())  # not an instant reply at all
+
+
+def test_a_per_second_answer_is_made_once_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    seconds = iter([1000.2] * 3 + [1001.0] * 2)
+    monkeypatch.setattr(instant, "_wall", lambda: next(seconds))
+    CountingDaytime.sessions = 0
+    with running_service(f"{__name__}:CountingDaytime", model="async") as svc:
+        answers = []
+        for _ in range(5):
+            with connect(svc.address) as c:
+                answers.append(recv_all(c))
+        assert answers == [b"answer 1\r\n"] * 3 + [b"answer 2\r\n"] * 2
+        counters = _counters(svc)
+        assert counters["accepted"] == 5 and counters["bytes_out"] == sum(map(len, answers))
+
+
+def test_an_answer_that_outlives_its_callback_counts_against_the_limits() -> None:
+    # a connection served whole in its accept callback is never live beside
+    # another; one whose answer is still being sent is, and max_connections counts it
+    with running_service(f"{__name__}:BigReplyService", model="async", limits=Limits(max_connections=1)) as svc:
+        with connect(svc.address) as first:
+            start = first.recv(1)  # its answer has started and cannot all be sent yet: it is held
+            assert svc.call(lambda: len(svc.runtime.live)) == 1
+            with connect(svc.address) as second:
+                try:
+                    refused = recv_all(second)
+                except ConnectionResetError:
+                    refused = b""
+            assert refused == b""
+            got = start + recv_all(first)
+        assert got == BIG and _counters(svc)["refused"] == 1
+        for _ in range(3):  # and once it is done, the limit has room again
+            with connect(svc.address) as c:
+                assert recv_all(c) == BIG

@@ -104,7 +104,15 @@ import inetkit.io.blocking  # noqa: F401
 from inetkit.io.addresses import plain_address
 from inetkit.limits import ConcurrencyLimiter, RefusalLog, SourceRateLimiter
 from inetkit.models import forkhooks
-from inetkit.services.base import SMALL_REPLY, ConnectionContext, Service, ServiceContext, StreamSession, instant_answer
+from inetkit.services.base import (
+    SMALL_REPLY,
+    ConnectionContext,
+    Service,
+    ServiceContext,
+    StreamSession,
+    answers_per_second,
+    instant_answer,
+)
 
 #: the environment variable ``inetkit.logs.setup_logging`` exports the log format in
 LOG_FORMAT_ENV = "INETKIT_LOG_FORMAT"
@@ -483,18 +491,7 @@ class InstantAnswer:
         #: the service vouches that its answer changes only with the second
         #: (``instant_reply_per_second``): computed once per second, for the
         #: first connection of that second (``serve`` checks the second)
-        self.per_second = self.enabled and self._per_second(kind)
-
-    @staticmethod
-    def _per_second(kind: type[Service]) -> bool:
-        # the flag vouches for the open_session of the class that set it: a
-        # subclass with another open_session (its answer may depend on the
-        # peer) is not covered unless it sets the flag itself
-        for klass in kind.__mro__:
-            if "instant_reply_per_second" in vars(klass):
-                return (bool(vars(klass)["instant_reply_per_second"])
-                        and kind.open_session is getattr(klass, "open_session", None))
-        return False
+        self.per_second = self.enabled and answers_per_second(service)
 
     def __call__(self, peer: tuple[str, int]) -> bytes | None:
         """The answer for a connection from ``peer``, or None: serve it the ordinary way."""

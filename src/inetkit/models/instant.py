@@ -9,8 +9,13 @@ anything the peer sends.  inetd and xinetd serve their internal daytime and
 time the same way, in-process, straight from the accepted descriptor.
 
 What stays the same as on the session path: access rules, limits and the
-per-source rate (``admit``), the counters and the one log line per
-connection (``finished``).  The reply goes out with MSG_DONTWAIT: it is a
+per-source rate (``admit_instant``), the counters and the one log line per
+connection (``finished``).  A connection served whole inside one callback
+is never seen alive by anything else, so it is not held among the live
+connections (``ServiceRuntime.admit_instant``), and an answer that changes
+only once a second (``answers_per_second``) is made once a second.
+Measured: about 1.5 us less Python per connection, of ~17 us of server CPU.
+The reply goes out with MSG_DONTWAIT: it is a
 few dozen bytes into an empty send buffer, so it always fits; if it ever
 does not (a service with a larger reply), the rest is handed to an ordinary
 transport, which sends it under flow control before closing.
@@ -22,17 +27,19 @@ import _socket
 import asyncio
 import errno
 import socket
+import time
 from typing import Any
 
 from inetkit.io.addresses import plain_address
 from inetkit.models.accept import PER_CONNECTION, TRANSIENT
 from inetkit.models.runtime import ServiceRuntime
-from inetkit.services.base import ConnectionContext, instant_answer
+from inetkit.services.base import ConnectionContext, answers_per_second, instant_answer
 
 #: connections accepted per readiness callback before yielding to the loop
 ACCEPT_BATCH = 64
 #: outcome of a send that failed because the peer was already gone
 _GONE = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN}
+_wall = time.time
 
 
 async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
@@ -44,7 +51,11 @@ async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
     fd = listener.fileno()
     open_session = service.open_session
     service_ctx = rt.ctx
-    admit, finished = rt.admit, rt.finished
+    admit, finished, hold = rt.admit_instant, rt.finished, rt.hold
+    # daytime and time vouch that their answer changes once a second: made
+    # for the first connection of each second, not per connection
+    per_second = answers_per_second(service)
+    answer_second, answer = -1, b""
     # A listener bound to one address has one local address; a wildcard one
     # needs getsockname() per connection.
     bound = plain_address(listener.getsockname())
@@ -56,22 +67,35 @@ async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
     # plain _socket.socket around the descriptor.
     raw_accept = listener._accept  # type: ignore[attr-defined]
     family, kind, proto = listener.family, listener.type, listener.proto
+    # an IPv4 listener's peers already come as (host, port); IPv6 ones carry
+    # flow info and scope, and may be IPv4-mapped
+    plain_peers = family == socket.AF_INET
 
     def serve_one(conn: _socket.socket, addr: Any) -> None:
+        nonlocal answer_second, answer
         local = plain_address(conn.getsockname()) if wildcard else bound
-        ctx = ConnectionContext(service_ctx, plain_address(addr), local)
+        ctx = ConnectionContext(service_ctx, addr if plain_peers else plain_address(addr), local)
         if not admit(ctx):
             conn.close()
             return
         outcome = "ok"
+        reply = b""
         try:
-            reply = instant_answer(open_session(ctx))
+            if per_second:
+                second = int(_wall())
+                if second != answer_second:
+                    answer, answer_second = instant_answer(open_session(ctx)), second
+                reply = answer
+            else:
+                reply = instant_answer(open_session(ctx))
             sent = conn.send(reply, socket.MSG_DONTWAIT) if reply else 0
             ctx.bytes_out += sent
             if sent < len(reply):
+                hold(ctx)
                 _finish_later(loop, conn, reply[sent:], ctx, finished)
                 return
         except BlockingIOError:
+            hold(ctx)
             _finish_later(loop, conn, reply, ctx, finished)
             return
         except OSError as exc:

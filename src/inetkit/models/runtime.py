@@ -149,6 +149,21 @@ class ServiceRuntime:
                                  self.config.name, peer_text, reason, more)
 
     def admit(self, conn: ConnectionContext, pid: int | None = None) -> bool:
+        """Check ``conn`` against the access rules and limits; if it may go
+        on, count it and hold it among the live connections (``finished``
+        lets it go)."""
+        if not self.admit_instant(conn, pid):
+            return False
+        self.hold(conn, pid)
+        return True
+
+    def admit_instant(self, conn: ConnectionContext, pid: int | None = None) -> bool:
+        """``admit`` for a connection served whole before the event loop runs
+        again (``models/instant.py``): checked against the rules and limits
+        and counted, but not held among the live connections, which nothing
+        could see it in (and it never overlaps another, so it never counts
+        towards max_connections).  If it has to outlive that moment after
+        all, ``hold`` it.  ``finished`` ends both kinds."""
         host = conn.peer[0]
         now = time.monotonic()
         reason = self.check(host, now)
@@ -156,11 +171,14 @@ class ServiceRuntime:
             self.refuse(conn.peer_text, host, reason, now)
             return False
         self.counters.accepted += 1
-        self.live[id(conn)] = LiveConnection(conn.peer, now, pid, conn)
-        self.concurrency.acquire(host)
         if self.events is not None:
             self.events({"ev": "open", "id": id(conn), "peer": list(conn.peer), "pid": pid})
         return True
+
+    def hold(self, conn: ConnectionContext, pid: int | None = None) -> None:
+        """Count an admitted connection among the live ones (limits, status, drain)."""
+        self.live[id(conn)] = LiveConnection(conn.peer, time.monotonic(), pid, conn)
+        self.concurrency.acquire(conn.peer[0])
 
     def admit_datagram(self, conn: ConnectionContext) -> bool:
         """Access rules and per-source rate for one UDP datagram (no concurrency)."""

@@ -174,7 +174,8 @@ class Service:
     instant_reply: ClassVar[bool] = False
     #: with ``instant_reply``: the answer depends on nothing but the current
     #: second of the wall clock (daytime, time), so a server may compute it
-    #: once per second for all connections (the fork model's worker does).
+    #: once per second for all connections (the async model's instant path
+    #: and the fork model's worker do; see ``answers_per_second``).
     #: Vouches for the ``open_session`` of the class that sets it only.
     instant_reply_per_second: ClassVar[bool] = False
 
@@ -195,6 +196,21 @@ class Service:
 
     async def aclose(self) -> None:
         """Called once when the daemon stops serving this listener."""
+
+
+def answers_per_second(service: Service) -> bool:
+    """True when ``service`` is covered by ``instant_reply_per_second``: the
+    flag vouches for the ``open_session`` of the class that set it, so a
+    subclass with another ``open_session`` (its answer may depend on the
+    peer) is not covered unless it sets the flag itself."""
+    kind = type(service)
+    if not service.instant_reply:
+        return False
+    for klass in kind.__mro__:
+        if "instant_reply_per_second" in vars(klass):
+            return (bool(vars(klass)["instant_reply_per_second"])
+                    and kind.open_session is getattr(klass, "open_session", None))
+    return False
 
 
 def instant_answer(session: StreamSession) -> bytes:
