@@ -152,3 +152,17 @@ def test_an_answer_that_outlives_its_callback_counts_against_the_limits() -> Non
         for _ in range(3):  # and once it is done, the limit has room again
             with connect(svc.address) as c:
                 assert recv_all(c) == BIG
+
+
+def test_a_backlog_of_connections_is_drained() -> None:
+    # one accept per readiness callback (ACCEPT_BATCH): the level-triggered
+    # loop keeps calling back while connections wait in the backlog
+    with running_service("daytime", model="async") as svc:
+        clients = [connect(svc.address) for _ in range(64)]
+        try:
+            answers = [recv_all(c) for c in clients]
+        finally:
+            for c in clients:
+                c.close()
+        assert all(a.endswith(b"\r\n") for a in answers)
+        assert _counters(svc)["accepted"] == 64

@@ -35,8 +35,12 @@ from inetkit.models.accept import PER_CONNECTION, TRANSIENT
 from inetkit.models.runtime import ServiceRuntime
 from inetkit.services.base import ConnectionContext, answers_per_second, instant_answer
 
-#: connections accepted per readiness callback before yielding to the loop
-ACCEPT_BATCH = 64
+#: connections accepted per readiness callback before yielding to the loop.
+#: One, as inetd: the loop's epoll is level-triggered, so a backlog is still
+#: drained, a connection per loop pass, and no accept ends in EAGAIN (raised
+#: as BlockingIOError, ~1 us of Python per callback).  Measured against 64,
+#: 10 clients, 12 paired runs: 4.5 % less daemon CPU per connection.
+ACCEPT_BATCH = 1
 #: outcome of a send that failed because the peer was already gone
 _GONE = {errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN}
 _wall = time.time
