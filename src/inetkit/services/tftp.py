@@ -586,13 +586,7 @@ class _ThreadTransfer(_TransferState):
                 if lockstep is not None:
                     datagram = lockstep(data, now)
                     if datagram is not None:
-                        try:
-                            send(datagram)
-                        except (BlockingIOError, InterruptedError, TimeoutError):
-                            self.dropped += 1  # the send buffer stayed full: like a loss on the wire
-                        except OSError:
-                            pass  # e.g. ECONNREFUSED from the peer's ICMP: the retry budget decides
-                        pending, now = self._lockstep_run(recv, send, lockstep, bufsize, current * 0.8)
+                        pending, now = self._lockstep_run(datagram, recv, send, lockstep, bufsize, current * 0.8)
                         continue
                 if ancillary:
                     # only a Receiver enables GRO
@@ -632,12 +626,13 @@ class _ThreadTransfer(_TransferState):
             except RuntimeError:
                 pass  # the loop is gone (daemon exiting): nothing left to account
 
-    def _lockstep_run(self, recv: Callable[[int], bytes], send: Callable[[bytes], int],
+    def _lockstep_run(self, datagram: bytes, recv: Callable[[int], bytes], send: Callable[[bytes], int],
                       lockstep: Callable[[bytes, float], bytes | None], bufsize: int,
                       rto_floor: float) -> tuple[bytes | None, float]:
         """Steady lock-step, the tightest loop there is: ACK in, next DATA out.
 
-        Runs while every datagram is the ACK of the one outstanding block;
+        Sends ``datagram`` (the answer to the ACK that started the run), then
+        runs while every datagram is the ACK of the one outstanding block;
         returns (the datagram it did not handle, or None, and the time) for
         ``_run`` to deal with, and returns at once on a timeout, a stop, or
         an RTO that fell below the SO_RCVTIMEO in force (``rto_floor``), so
@@ -648,25 +643,25 @@ class _ThreadTransfer(_TransferState):
         """
         clock = time.monotonic
         session = self.session
-        now = clock()
-        if self._stop is not None:
-            return None, now
-        while not session.finished and session.rto >= rto_floor:
-            try:
-                data = recv(bufsize)
-            except (BlockingIOError, InterruptedError, TimeoutError, ConnectionRefusedError):
-                return None, clock()
-            now = clock()
-            datagram = lockstep(data, now)
-            if datagram is None:
-                return data, now
+        stopped = self._stop is not None
+        while True:
             try:
                 send(datagram)
             except (BlockingIOError, InterruptedError, TimeoutError):
                 self.dropped += 1  # the send buffer stayed full: like a loss on the wire
             except OSError:
                 pass  # e.g. ECONNREFUSED from the peer's ICMP: the retry budget decides
-        return None, now
+            if stopped or session.finished or session.rto < rto_floor:
+                return None, clock()
+            try:
+                data = recv(bufsize)
+            except (BlockingIOError, InterruptedError, TimeoutError, ConnectionRefusedError):
+                return None, clock()
+            now = clock()
+            next_datagram = lockstep(data, now)
+            if next_datagram is None:
+                return data, now
+            datagram = next_datagram
 
     def _upload_step(self, out: list[bytes]) -> list[bytes]:
         """Commit a complete upload before its final ACK leaves; discard a failed
