@@ -760,6 +760,18 @@ class _Listener(asyncio.DatagramProtocol):
             self.transport.sendto(P.encode_error(code, message), addr)
 
 
+def _transfer_socket(family: int) -> socket.socket:
+    """A new UDP socket for one transfer, with SOCKET_BUFFER-sized buffers
+    where the kernel allows (a smaller limit only slows windowed transfers)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:
+            pass
+    return sock
+
+
 def _reuseport_works(family: int, host: str) -> bool:
     """Can two UDP sockets share a port with SO_REUSEPORT here (Linux >= 3.9)?
     The thread driver needs it for its unknown-TID sibling socket."""
@@ -933,13 +945,8 @@ class TftpService(Service):
         if isinstance(transfer, _ThreadTransfer):
             self._open_thread_sockets(transfer)
             return
-        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        sock = _transfer_socket(self._family)
         try:
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-                except OSError:
-                    pass
             sock.bind((self._local[0], 0))
             sock.setblocking(False)
         except OSError as exc:
@@ -952,14 +959,9 @@ class TftpService(Service):
     def _open_thread_sockets(self, transfer: _ThreadTransfer) -> None:
         """The connected transfer socket and its unconnected sibling on the same
         port (SO_REUSEPORT), which receives other TIDs' datagrams."""
-        sock = socket.socket(self._family, socket.SOCK_DGRAM)
+        sock = _transfer_socket(self._family)
         stranger: socket.socket | None = None
         try:
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-                except OSError:
-                    pass
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self._local[0], 0))
             stranger = socket.socket(self._family, socket.SOCK_DGRAM)
