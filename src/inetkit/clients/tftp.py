@@ -34,15 +34,13 @@ from inetkit.io.udp_batch import (
     enable_gro,
     precise_waiter,
     split_gro,
+    transfer_socket,
 )
 from inetkit.proto.tftp import netascii
 from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import DEFAULT_TIMEOUT, Settings, request_options
 from inetkit.proto.tftp.session import Receiver, Sender
 from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_size
-
-#: receive buffer asked for: a window of large blocks must fit
-SOCKET_BUFFER = 4 * 1024 * 1024
 
 #: from this blksize on, get_file writes each block straight to the file
 DIRECT_WRITE_BLKSIZE = 32768
@@ -209,12 +207,7 @@ def explain_error(code: int, message: str) -> str:
 def _socket(family: int, timeout: float) -> socket.socket:
     """A blocking UDP socket whose receive and send timeouts are set with
     SO_RCVTIMEO / SO_SNDTIMEO (see ``_drive``)."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        except OSError:
-            pass
+    sock = transfer_socket(family)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(max(1.0, timeout)))
     return sock

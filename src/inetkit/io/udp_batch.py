@@ -22,6 +22,8 @@ import sys
 import time
 from typing import Any
 
+#: socket buffers asked for per transfer: a window of 16 x 64 KiB blocks must fit
+SOCKET_BUFFER = 4 * 1024 * 1024
 SOL_UDP = 17
 UDP_SEGMENT = 103
 UDP_GRO = 104
@@ -188,3 +190,15 @@ def precise_waiter(sock: socket.socket, spin: float = 0.0) -> Any:
         state[0] -= 2
         return block(max(0.0, seconds - min(spin, seconds)))
     return wait
+
+
+def transfer_socket(family: int) -> socket.socket:
+    """A new UDP socket for one windowed transfer, with SOCKET_BUFFER-sized
+    buffers where the kernel allows (a smaller limit only slows windows)."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
+        except OSError:
+            pass
+    return sock

@@ -53,6 +53,7 @@ from inetkit.io.udp_batch import (
     enable_gro,
     precise_waiter,
     split_gro,
+    transfer_socket,
 )
 from inetkit.proto.tftp import netascii
 from inetkit.proto.tftp import packets as P
@@ -63,8 +64,6 @@ from inetkit.proto.tftp.sources import NetasciiSource, OctetSource, netascii_siz
 from inetkit.services.base import ConnectionContext, Service, ServiceContext, is_reflection_risk
 from inetkit.services.options import Option, non_negative, positive
 
-#: socket buffers asked for per transfer: a window of 16 x 64 KiB blocks must fit
-SOCKET_BUFFER = 4 * 1024 * 1024
 #: what the thread driver's sender reads per datagram (bytes of <= 512 total come from pymalloc)
 SENDER_RECV_SIZE = 479
 #: a windowed transfer waits with select() (us precision) below this, SO_RCVTIMEO above
@@ -760,18 +759,6 @@ class _Listener(asyncio.DatagramProtocol):
             self.transport.sendto(P.encode_error(code, message), addr)
 
 
-def _transfer_socket(family: int) -> socket.socket:
-    """A new UDP socket for one transfer, with SOCKET_BUFFER-sized buffers
-    where the kernel allows (a smaller limit only slows windowed transfers)."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, SOCKET_BUFFER)
-        except OSError:
-            pass
-    return sock
-
-
 def _reuseport_works(family: int, host: str) -> bool:
     """Can two UDP sockets share a port with SO_REUSEPORT here (Linux >= 3.9)?
     The thread driver needs it for its unknown-TID sibling socket."""
@@ -945,7 +932,7 @@ class TftpService(Service):
         if isinstance(transfer, _ThreadTransfer):
             self._open_thread_sockets(transfer)
             return
-        sock = _transfer_socket(self._family)
+        sock = transfer_socket(self._family)
         try:
             sock.bind((self._local[0], 0))
             sock.setblocking(False)
@@ -959,7 +946,7 @@ class TftpService(Service):
     def _open_thread_sockets(self, transfer: _ThreadTransfer) -> None:
         """The connected transfer socket and its unconnected sibling on the same
         port (SO_REUSEPORT), which receives other TIDs' datagrams."""
-        sock = _transfer_socket(self._family)
+        sock = transfer_socket(self._family)
         stranger: socket.socket | None = None
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
