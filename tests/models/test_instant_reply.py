@@ -166,3 +166,30 @@ def test_a_backlog_of_connections_is_drained() -> None:
                 c.close()
         assert all(a.endswith(b"\r\n") for a in answers)
         assert _counters(svc)["accepted"] == 64
+
+
+def test_each_connection_gets_its_log_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instant path writes the connection line itself (inlined for its
+    common case): one per connection, the peer's port, the reply's size."""
+    import io
+    import os
+    import re
+
+    from inetkit import logs
+
+    out = io.StringIO()
+    clog = logs.ConnectionLog(out, "plain")
+    monkeypatch.setattr(logs, "_connection_log", clog)
+    ports, sizes = [], []
+    with running_service("daytime", model="async") as svc:
+        for _ in range(5):
+            with connect(svc.address) as c:
+                ports.append(c.getsockname()[1])
+                sizes.append(len(recv_all(c)))
+        svc.call(clog.flush)
+        assert _counters(svc)["bytes_out"] == sum(sizes)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5
+    for line, port, size in zip(lines, ports, sizes):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} inetkit\[%d\] INFO daytime 127\.0\.0\.1:%d "
+                            r"async pid=%d 0\.000s in=0 out=%d ok" % (os.getpid(), port, os.getpid(), size), line)

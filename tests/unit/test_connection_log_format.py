@@ -110,3 +110,58 @@ def test_batched_lines_equal_single_lines(fmt: str) -> None:
     else:
         assert [json.loads(line)["peer"] for line in text.splitlines()] == [
             "127.0.0.1:5", "[::1]:6", "10.0.0.1:7", "[fe80::1%lo]:9"]
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json"])
+def test_instant_lines_equal_single_lines(fmt: str) -> None:
+    """Lines of the instant writer (template with the constant text baked in),
+    interleaved with ``queue``'s, read exactly as lines written one by one:
+    the template follows the millisecond, the sizes and the outcome, brackets
+    an IPv6 host, and a '%' in a name stays text."""
+    # (wall clock, peer, bytes_in, bytes_out, outcome); None: a queue() line between
+    steps = [(1_000_000.0001, ("127.0.0.1", 5), 0, 26, "ok"),
+             (1_000_000.0002, ("127.0.0.2", 6), 0, 26, "ok"),  # same millisecond, same template
+             (1_000_000.0003, None, 0, 0, ""),
+             (1_000_000.0004, ("::1", 7), 0, 26, "ok"),
+             (1_000_000.0005, ("127.0.0.1", 8), 0, 4, "ok"),  # other size
+             (1_000_000.0006, ("127.0.0.1", 9), 0, 4, "reset"),  # other outcome
+             (1_000_000.0016, ("127.0.0.1", 10), 0, 4, "reset")]  # next millisecond
+    service, model = "day%stime", "async"
+    batched, single = io.StringIO(), io.StringIO()
+    clock = iter([now for now, *_ in steps])
+
+    async def main() -> None:
+        clog = ConnectionLog(batched, fmt)
+        write = clog.instant_lines(service, model).add
+        for _, peer, bytes_in, bytes_out, outcome in steps:
+            if peer is None:
+                clog.queue("echo", ("10.0.0.1", 1), "async", 42, 0.25, 1, 2, "ok")
+            else:
+                write(peer, bytes_in, bytes_out, outcome)
+        assert batched.getvalue() == ""  # queued, not yet written
+        clog.flush()
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(logs, "_wall", lambda: next(clock)):
+        asyncio.run(main())
+    clog = ConnectionLog(single, fmt)
+    for now, peer, bytes_in, bytes_out, outcome in steps:
+        if peer is None:
+            line = clog.line(now, "echo", ("10.0.0.1", 1), "async", 42, 0.25, 1, 2, "ok")
+        else:
+            line = clog.line(now, service, peer, model, None, None, bytes_in, bytes_out, outcome)
+        single.write(line + "\n")
+    assert batched.getvalue() == single.getvalue()
+    text = batched.getvalue()
+    assert text.count("\n") == len(steps)
+    if fmt == "plain":
+        assert " day%stime [::1]:7 async pid=" in text and "out=4 reset\n" in text
+        assert text.count(",000 inetkit[") == 6 and text.count(",001 inetkit[") == 1
+
+
+def test_instant_lines_outside_a_loop_writes_at_once() -> None:
+    out = io.StringIO()
+    ConnectionLog(out, "plain").instant_lines("daytime", "async").add(("127.0.0.1", 5), 0, 26, "ok")
+    assert re.fullmatch(r".* INFO daytime 127\.0\.0\.1:5 async pid=%d 0\.000s in=0 out=26 ok\n" % os.getpid(),
+                        out.getvalue())

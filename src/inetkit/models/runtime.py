@@ -103,6 +103,7 @@ class ServiceRuntime:
         )
         self.refusals = RefusalLog()
         self.owner_pid = os.getpid()
+        self._instant_lines: _logs.InstantLines | None = None
 
     @classmethod
     def create(cls, config: ServiceConfig, service: Service | None, log: logging.Logger | None = None) -> ServiceRuntime:
@@ -235,13 +236,19 @@ class ServiceRuntime:
                 if live is not None:
                     fast.queue(self.config.name, conn.peer, self.config.model, live.pid,
                                time.monotonic() - live.started, conn.bytes_in, conn.bytes_out, outcome)
-                else:
-                    fast.queue(self.config.name, conn.peer, self.config.model, None, None,
-                               conn.bytes_in, conn.bytes_out, outcome)
+                else:  # served whole in one callback (admit_instant)
+                    self.instant_lines(fast).add(conn.peer, conn.bytes_in, conn.bytes_out, outcome)
             else:
                 duration = time.monotonic() - live.started if live is not None else 0.0
                 pid = live.pid if live is not None and live.pid else os.getpid()
                 self._log_line(conn.peer_text, pid, duration, conn.bytes_in, conn.bytes_out, outcome)
+
+    def instant_lines(self, log: _logs.ConnectionLog) -> _logs.InstantLines:
+        """This service's writer of instant connections' lines into ``log``."""
+        lines = self._instant_lines
+        if lines is None or lines.log is not log:
+            lines = self._instant_lines = log.instant_lines(self.config.name, self.config.model)
+        return lines
 
     def reaped(self, conn: ConnectionContext, outcome: str, *, log: bool) -> None:
         """The fork worker reaped the child serving ``conn``.  The child itself
