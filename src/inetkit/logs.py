@@ -105,12 +105,17 @@ class ConnectionLog:
     def __init__(self, stream: TextIO, fmt: str) -> None:
         self.stream = stream
         self.json = fmt == "json"
-        #: the queued lines' values, flat: plain, those of each line's template
-        #: in ``templates``; JSON, FIELDS a connection
+        #: the queued lines' values, flat: plain, those of their run's template
+        #: (see ``marks``); JSON, FIELDS a connection.  Never replaced, only
+        #: emptied: InstantLines keep its bound ``extend``.
         self.buffer: list[Any] = []
-        #: plain lines: one ``%`` template per queued line (``_LINE``, or an
-        #: instant line's with its constant text baked in)
-        self.templates: list[str] = []
+        #: plain lines come in runs of one ``%`` template (``_LINE``, or an
+        #: instant line's with its constant text baked in): per run, flat, its
+        #: template, the index in ``buffer`` where its values start and the
+        #: number of values a line has
+        self.marks: list[Any] = []
+        #: who wrote the last run (this log for ``_LINE``, or an InstantLines)
+        self._run_owner: object = None
         self.timer: asyncio.TimerHandle | None = None
         #: the InstantLines writing into this log's batch
         self._instant: list[InstantLines] = []
@@ -149,10 +154,11 @@ class ConnectionLog:
         self._heads.clear()
         self._parts = {}
         self.buffer.clear()
-        self.templates.clear()
+        self.marks.clear()
+        self._run_owner = None
         self.timer = None
         for lines in self._instant:
-            lines.until = 0.0  # remade with this PID
+            lines.until, lines.template = 0.0, ""  # remade with this PID
 
     def _new_parts(self, service: str, model: str) -> tuple[str, str, str]:
         """The constant pieces of a plain line this millisecond: the time and
@@ -236,13 +242,23 @@ class ConnectionLog:
         parts = self._parts.get((service, model)) or self._new_parts(service, model)
         # a float's %.3f costs ~0.2 us in C: most connections of a busy
         # short-connection service are under half a millisecond, one string
-        self.buffer += (parts[0], host, port, parts[1] if not pid else "%s%d" % (parts[2], pid),
-                        _NO_TIME if duration is None or duration < 0.0005 else "%.3f" % duration,
-                        bytes_in, bytes_out, outcome)
-        templates = self.templates
-        templates.append(_LINE)
-        if len(templates) >= MAX_BUFFERED:
+        if self._run_owner is not self:
+            self.start_run(self, _LINE, _LINE_FIELDS)
+        buffer = self.buffer
+        buffer += (parts[0], host, port, parts[1] if not pid else "%s%d" % (parts[2], pid),
+                   _NO_TIME if duration is None or duration < 0.0005 else "%.3f" % duration,
+                   bytes_in, bytes_out, outcome)
+        if len(buffer) >= BATCH_VALUES:
             self.flush()
+
+    def start_run(self, owner: object, template: str, fields: int) -> None:
+        """The next plain lines, until another run starts, are ``template``'s
+        (``fields`` values each), written by ``owner``."""
+        previous = self._run_owner
+        if isinstance(previous, InstantLines):
+            previous.until = 0.0  # its next line starts a run again
+        self._run_owner = owner
+        self.marks += (template, len(self.buffer), fields)
 
     def instant_lines(self, service: str, model: str) -> InstantLines:
         """The lines of ``service``'s connections that this process served
@@ -271,9 +287,11 @@ class ConnectionLog:
             self.timer.cancel()
             self.timer = None
         for lines in self._instant:
-            lines.until = 0.0  # their next line arms the next flush
-        values, templates = self.buffer, self.templates
+            lines.until = 0.0  # their next line arms the next flush and starts a run
+        self._run_owner = None
+        values, marks = self.buffer, self.marks
         if not values:
+            marks.clear()
             return
         # the lists are kept (InstantLines hold their bound methods), emptied
         if self.json:
@@ -283,9 +301,11 @@ class ConnectionLog:
                 for now, service, host, port, model, pid, duration, bytes_in, bytes_out, outcome
                 in _entries(values)])
         else:
-            data = "".join(templates) % tuple(values)
+            ends = marks[1::3][1:] + [len(values)]
+            data = "".join([template * ((end - start) // fields) for template, start, fields, end
+                            in zip(marks[::3], marks[1::3], marks[2::3], ends)]) % tuple(values)
         values.clear()
-        templates.clear()
+        marks.clear()
         self._emit(data)
 
     def _emit(self, data: str) -> None:
@@ -307,20 +327,19 @@ class InstantLines:
     keeps a ``%`` template with everything but the peer already in it
     (time, service, model, PID, sizes, outcome), remade when the
     millisecond, the sizes or the outcome change, and a line is that
-    template and the peer's two values appended to the log's batch, in
-    order with every other line.  The instant path inlines ``add`` for
-    its common case (see ``serve_instant``): ``template`` is current while
-    ``now < until`` and the reply size equals ``ok_bytes_out``.
-    Measured in-process: 0.39 us a line, queue and write, against 0.78 us
-    through ``ConnectionLog.queue``."""
+    template starts a run of lines in the log's batch (``renew``); a line
+    is then only its peer's two values appended to the batch, in order
+    with every other line.  The instant path inlines ``add`` for its common
+    case (see ``serve_instant``): while ``now < until`` and the reply size
+    equals ``ok_bytes_out`` the run goes on.  Measured in-process: 0.39 us
+    a line, queue and write, against 0.78 us through ``ConnectionLog.queue``;
+    in the daemon (perf, async daytime) about 0.6 us a connection."""
 
-    __slots__ = ("log", "service", "model", "add_template", "add_values", "template", "until", "key",
-                 "ok_bytes_out")
+    __slots__ = ("log", "service", "model", "add_values", "template", "until", "key", "ok_bytes_out")
 
     def __init__(self, log: ConnectionLog, service: str, model: str) -> None:
         self.log, self.service, self.model = log, service, model
-        #: the log's batch (its lists are never replaced, only emptied)
-        self.add_template = log.templates.append
+        #: appends to the log's batch (a list never replaced, only emptied)
         self.add_values = log.buffer.extend
         self.template = ""
         #: when ``template``'s millisecond ends (0: remake it at the next line)
@@ -329,22 +348,26 @@ class InstantLines:
         #: the reply size ``template`` is for, if it is a clean (in=0, "ok") line; else -1
         self.ok_bytes_out = -1
 
-    def renew(self, now: float, bytes_in: int, bytes_out: int, outcome: str) -> str:
-        """The template for a line at ``now``; arms the log's next flush."""
+    def renew(self, now: float, bytes_in: int, bytes_out: int, outcome: str) -> None:
+        """Start a run of lines at ``now`` with these sizes and outcome (the
+        template is remade if the millisecond or they changed); arms the
+        log's next flush."""
         log = self.log
         if log.timer is None:
             log._arm_flush()
         if now >= log._next_ms:
             log._advance(now)
-        parts = log._parts.get((self.service, self.model)) or log._new_parts(self.service, self.model)
-        # the constant text goes into a template: a '%' in it must stay text
-        self.template = template = "%s%%s:%%s%s %ss in=%d out=%d %s\n" % (
-            parts[0].replace("%", "%%"), parts[1].replace("%", "%%"), _NO_TIME, bytes_in, bytes_out,
-            outcome.replace("%", "%%"))
+        key = (bytes_in, bytes_out, outcome)
+        if self.key != key or not self.template.startswith(log._time_text):
+            parts = log._parts.get((self.service, self.model)) or log._new_parts(self.service, self.model)
+            # the constant text goes into a template: a '%' in it must stay text
+            self.template = "%s%%s:%%s%s %ss in=%d out=%d %s\n" % (
+                parts[0].replace("%", "%%"), parts[1].replace("%", "%%"), _NO_TIME, bytes_in, bytes_out,
+                outcome.replace("%", "%%"))
+            self.key = key
+            self.ok_bytes_out = bytes_out if bytes_in == 0 and outcome == "ok" else -1
+        log.start_run(self, self.template, 2)
         self.until = log._next_ms
-        self.key = (bytes_in, bytes_out, outcome)
-        self.ok_bytes_out = bytes_out if bytes_in == 0 and outcome == "ok" else -1
-        return template
 
     def add(self, peer: tuple[str, int], bytes_in: int, bytes_out: int, outcome: str) -> None:
         """One connection's line; ``peer`` a plain (host, port)."""
@@ -353,19 +376,20 @@ class InstantLines:
             log.queue(self.service, peer, self.model, None, None, bytes_in, bytes_out, outcome)
             return
         now = _wall()
-        template = self.template
         if now >= self.until or self.key != (bytes_in, bytes_out, outcome):
-            template = self.renew(now, bytes_in, bytes_out, outcome)
-        self.add_template(template)
+            self.renew(now, bytes_in, bytes_out, outcome)
         host = peer[0]
         self.add_values((f"[{host}]", peer[1]) if ":" in host else peer)
-        if len(log.templates) >= MAX_BUFFERED:
+        if len(log.buffer) >= BATCH_VALUES:
             log.flush()
 
 
 #: the plain connection line's template; its values are those
 #: ``ConnectionLog.queue`` appends (the host of an IPv6 peer in brackets)
 _LINE = "%s%s:%s%s %ss in=%d out=%d %s\n"
+_LINE_FIELDS = _LINE.count("%")
+#: queued plain values at which a batch is written at once (512 instant lines)
+BATCH_VALUES = MAX_BUFFERED * 2
 _JSON_BATCH = MAX_BUFFERED * FIELDS
 #: a duration that %.3f shows as zero
 _NO_TIME = "0.000"

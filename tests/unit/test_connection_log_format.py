@@ -125,7 +125,9 @@ def test_instant_lines_equal_single_lines(fmt: str) -> None:
              (1_000_000.0004, ("::1", 7), 0, 26, "ok"),
              (1_000_000.0005, ("127.0.0.1", 8), 0, 4, "ok"),  # other size
              (1_000_000.0006, ("127.0.0.1", 9), 0, 4, "reset"),  # other outcome
-             (1_000_000.0016, ("127.0.0.1", 10), 0, 4, "reset")]  # next millisecond
+             (1_000_000.0016, ("127.0.0.1", 10), 0, 4, "reset"),  # next millisecond
+             (1_000_000.0017, "other", 0, 4, "ok"),  # another service's instant line between
+             (1_000_000.0018, ("127.0.0.1", 11), 0, 4, "reset")]
     service, model = "day%stime", "async"
     batched, single = io.StringIO(), io.StringIO()
     clock = iter([now for now, *_ in steps])
@@ -133,9 +135,12 @@ def test_instant_lines_equal_single_lines(fmt: str) -> None:
     async def main() -> None:
         clog = ConnectionLog(batched, fmt)
         write = clog.instant_lines(service, model).add
+        other = clog.instant_lines("time", model).add
         for _, peer, bytes_in, bytes_out, outcome in steps:
             if peer is None:
                 clog.queue("echo", ("10.0.0.1", 1), "async", 42, 0.25, 1, 2, "ok")
+            elif peer == "other":
+                other(("127.0.0.9", 12), bytes_in, bytes_out, outcome)
             else:
                 write(peer, bytes_in, bytes_out, outcome)
         assert batched.getvalue() == ""  # queued, not yet written
@@ -149,6 +154,8 @@ def test_instant_lines_equal_single_lines(fmt: str) -> None:
     for now, peer, bytes_in, bytes_out, outcome in steps:
         if peer is None:
             line = clog.line(now, "echo", ("10.0.0.1", 1), "async", 42, 0.25, 1, 2, "ok")
+        elif peer == "other":
+            line = clog.line(now, "time", ("127.0.0.9", 12), model, None, None, bytes_in, bytes_out, outcome)
         else:
             line = clog.line(now, service, peer, model, None, None, bytes_in, bytes_out, outcome)
         single.write(line + "\n")
@@ -157,7 +164,8 @@ def test_instant_lines_equal_single_lines(fmt: str) -> None:
     assert text.count("\n") == len(steps)
     if fmt == "plain":
         assert " day%stime [::1]:7 async pid=" in text and "out=4 reset\n" in text
-        assert text.count(",000 inetkit[") == 6 and text.count(",001 inetkit[") == 1
+        assert text.count(",000 inetkit[") == 6 and text.count(",001 inetkit[") == 3
+        assert " INFO time 127.0.0.9:12 async " in text
 
 
 def test_instant_lines_outside_a_loop_writes_at_once() -> None:
@@ -165,3 +173,44 @@ def test_instant_lines_outside_a_loop_writes_at_once() -> None:
     ConnectionLog(out, "plain").instant_lines("daytime", "async").add(("127.0.0.1", 5), 0, 26, "ok")
     assert re.fullmatch(r".* INFO daytime 127\.0\.0\.1:5 async pid=%d 0\.000s in=0 out=26 ok\n" % os.getpid(),
                         out.getvalue())
+
+
+def test_runs_of_lines_survive_any_interleaving_and_size_flushes() -> None:
+    """Thousands of lines from two instant writers and ``queue`` in a random
+    order (seeded), across milliseconds and size-triggered flushes, read as
+    the same lines written one by one."""
+    import random
+
+    rng = random.Random(3)
+    steps = []
+    now = 1_000_000.0
+    for i in range(3000):
+        now += rng.choice([0.0, 0.00005, 0.0004, 0.003])
+        steps.append((now, rng.choice(["a", "b", "q"]), ("127.0.0.1", 1024 + i), rng.choice([26, 26, 26, 4]),
+                      rng.choice(["ok"] * 8 + ["reset"])))
+    batched, single = io.StringIO(), io.StringIO()
+    clock = iter([step[0] for step in steps])
+
+    async def main() -> None:
+        clog = ConnectionLog(batched, "plain")
+        writers = {"a": clog.instant_lines("daytime", "async").add, "b": clog.instant_lines("time", "async").add}
+        for _, who, peer, size, outcome in steps:
+            if who == "q":
+                clog.queue("echo", peer, "async", 42, None, 1, size, outcome)
+            else:
+                writers[who](peer, 0, size, outcome)
+        clog.flush()
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(logs, "_wall", lambda: next(clock)):
+        asyncio.run(main())
+    clog = ConnectionLog(single, "plain")
+    names = {"a": "daytime", "b": "time"}
+    for now, who, peer, size, outcome in steps:
+        if who == "q":
+            line = clog.line(now, "echo", peer, "async", 42, None, 1, size, outcome)
+        else:
+            line = clog.line(now, names[who], peer, "async", None, None, 0, size, outcome)
+        single.write(line + "\n")
+    assert batched.getvalue() == single.getvalue()

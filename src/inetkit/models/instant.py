@@ -33,7 +33,7 @@ from typing import Any
 
 from inetkit import logs as _logs
 from inetkit.io.addresses import plain_address
-from inetkit.logs import MAX_BUFFERED, InstantLines
+from inetkit.logs import BATCH_VALUES, InstantLines
 from inetkit.models.accept import PER_CONNECTION, TRANSIENT
 from inetkit.models.runtime import ServiceRuntime
 from inetkit.services.base import ConnectionContext, answers_per_second, instant_answer
@@ -125,12 +125,9 @@ async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
                 if instant_lines is not None:
                     now = _wall()
                     if now >= instant_lines.until or sent != instant_lines.ok_bytes_out:
-                        template = instant_lines.renew(now, 0, sent, "ok")
-                    else:
-                        template = instant_lines.template
-                    add_template(template)
+                        instant_lines.renew(now, 0, sent, "ok")
                     add_values(addr)
-                    if len(batch_templates) >= MAX_BUFFERED:
+                    if len(batch_values) >= BATCH_VALUES:
                         log.flush()  # type: ignore[union-attr]
             return
         finished(ctx, outcome)
@@ -138,17 +135,15 @@ async def serve_instant(listener: socket.socket, rt: ServiceRuntime) -> None:
     # the connection log's batch this listener's lines go into (see above)
     batch_log: Any = False
     instant_lines: InstantLines | None = None
-    add_template: Any = None
     add_values: Any = None
-    batch_templates: list[str] = []
+    batch_values: list[Any] = []
 
     def _bind_log(log: Any) -> None:
-        nonlocal batch_log, instant_lines, add_template, add_values, batch_templates
+        nonlocal batch_log, instant_lines, add_values, batch_values
         batch_log = log
         instant_lines = None if log is None or log.json else rt.instant_lines(log)
         if instant_lines is not None:
-            add_template, add_values = instant_lines.add_template, instant_lines.add_values
-            batch_templates = log.templates
+            add_values, batch_values = instant_lines.add_values, log.buffer
 
     def on_readable() -> None:
         nonlocal backoff
