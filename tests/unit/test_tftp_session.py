@@ -592,3 +592,73 @@ def test_duplicates_get_one_answer_per_burst_after_a_pause() -> None:
         answers += r.receive(P.encode_data(block, b"x" * 8), now)
     assert answers == [ack(4)]
     assert r.receive(P.encode_data(4, b"x" * 8), now + REACK_GAP + 1e-6) == [ack(4)]
+
+
+def _octet_sender(tmp_path, data: bytes, blksize: int = 512) -> Sender:  # type: ignore[no-untyped-def]
+    import os
+
+    from inetkit.proto.tftp.sources import OctetSource
+
+    path = tmp_path / f"file-{len(data)}"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    return Sender(OctetSource(fd, blksize), Settings(blksize=blksize), 0.0)
+
+
+def _steady_transfer(s: Sender, cut_after: int | None = None) -> list[bytes]:
+    """What a driver of ``steady_run`` sends when every ACK arrives in turn
+    (a duplicate ACK after ``cut_after`` blocks of the first run)."""
+    sent = list(s.start(0.0))
+    t = 0.0
+    while not s.finished:
+        acks, datas = s.steady_run()
+        if not acks:  # the last block is out: its ACK ends the transfer
+            t += 0.001
+            sent += s.receive(P.encode_ack(P.decode(sent[-1]).block), t)  # type: ignore[union-attr]
+            continue
+        started = t
+        count = len(acks) if cut_after is None else cut_after
+        for datagram in datas[:count]:
+            t += 0.0001
+            sent.append(datagram)
+        s.steady_acked(count, t, started)
+        if cut_after is not None:
+            assert s.receive(acks[0], t) == []  # a duplicate of an acknowledged block: no answer
+            cut_after = None
+    return sent
+
+
+def test_steady_runs_send_what_lockstep_acks_would(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Lock-step in bulk (``steady_run``/``steady_acked``) sends the same
+    datagrams as ``lockstep_ack`` block by block: a short last block, an
+    empty one (exact multiple), block numbers past 65535 (wrapping to 0)."""
+    for size in (5, 512 * 300, 512 * 300 + 1, 512 * 70000 + 7):
+        data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        s = _octet_sender(tmp_path, data)
+        sent = _steady_transfer(s)
+        expected = [P.encode_data(i & 0xFFFF, data[(i - 1) * 512:i * 512]) for i in range(1, size // 512 + 2)]
+        assert sent == expected, size
+        assert s.complete and s.bytes == size
+        assert s.srtt is not None  # the runs fed the RTT estimator
+
+
+def test_a_steady_run_cut_short_goes_on_from_where_it_stopped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = bytes(range(256)) * 2000  # 1000 blocks
+    s = _octet_sender(tmp_path, data)
+    sent = _steady_transfer(s, cut_after=5)
+    assert [P.decode(d).block for d in sent] == list(range(1, 1002))  # type: ignore[union-attr]
+    assert s.complete and s.bytes == len(data)
+
+
+def test_no_steady_run_without_a_bulk_source_or_while_retrying(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = Sender(Source(b"x" * 5000, 512), Settings(), 0.0)  # per-block source
+    s.start(0.0)
+    assert s.steady_run() == ([], [])
+    assert s.lockstep_ack(ack(1), 0.001) is not None  # the per-block path goes on
+    s = _octet_sender(tmp_path, b"x" * 5000)
+    s.start(0.0)
+    assert blocks(s.on_timer(s.deadline or 0.0)) == [1]  # block 1 resent: a retry
+    assert s.steady_run() == ([], [])
+    assert s.lockstep_ack(ack(1), 2.0) is not None  # progress resets the retries
+    acks, datas = s.steady_run()
+    assert acks[0] == ack(2) and blocks(datas[:2]) == [3, 4]

@@ -585,7 +585,7 @@ class _ThreadTransfer(_TransferState):
                 if lockstep is not None:
                     datagram = lockstep(data, now)
                     if datagram is not None:
-                        pending, now = self._lockstep_run(datagram, recv, send, lockstep, bufsize, current * 0.8)
+                        pending, now = self._lockstep_run(datagram, recv, send, lockstep, bufsize, current)
                         continue
                 if ancillary:
                     # only a Receiver enables GRO
@@ -627,40 +627,65 @@ class _ThreadTransfer(_TransferState):
 
     def _lockstep_run(self, datagram: bytes, recv: Callable[[int], bytes], send: Callable[[bytes], int],
                       lockstep: Callable[[bytes, float], bytes | None], bufsize: int,
-                      rto_floor: float) -> tuple[bytes | None, float]:
+                      timeout: float) -> tuple[bytes | None, float]:
         """Steady lock-step, the tightest loop there is: ACK in, next DATA out.
 
         Sends ``datagram`` (the answer to the ACK that started the run), then
         runs while every datagram is the ACK of the one outstanding block;
         returns (the datagram it did not handle, or None, and the time) for
         ``_run`` to deal with, and returns at once on a timeout, a stop, or
-        an RTO that fell below the SO_RCVTIMEO in force (``rto_floor``), so
-        the timer and the rest are ``_run``'s job (it costs a few bytecodes
-        per block less: lock-step throughput is per-block CPU).  A stop needs
-        no check per block: ``close`` shuts the socket down for reading, so
-        the next ``recv`` returns an empty datagram, which goes back to ``_run``.
+        an RTO that fell below the SO_RCVTIMEO in force (``timeout``), so
+        the timer and the rest are ``_run``'s job.  Blocks go in runs
+        (``Sender.steady_run``): per block, one comparison with the ACK
+        expected and one send, the session told once a run (lock-step
+        throughput is per-block CPU).  A stop needs no check per block:
+        ``close`` shuts the socket down for reading, so the next ``recv``
+        returns an empty datagram, which goes back to ``_run``.
         """
         clock = time.monotonic
         session = self.session
+        steady_run, steady_acked = session.steady_run, session.steady_acked  # type: ignore[union-attr]
         stopped = self._stop is not None
+        rto_floor = timeout * 0.8
+        self._send_one(datagram)
         while True:
-            try:
-                send(datagram)
-            except (BlockingIOError, InterruptedError, TimeoutError):
-                self.dropped += 1  # the send buffer stayed full: like a loss on the wire
-            except OSError:
-                pass  # e.g. ECONNREFUSED from the peer's ICMP: the retry budget decides
             if stopped or session.finished or session.rto < rto_floor:
                 return None, clock()
-            try:
-                data = recv(bufsize)
-            except (BlockingIOError, InterruptedError, TimeoutError, ConnectionRefusedError):
-                return None, clock()
-            now = clock()
-            next_datagram = lockstep(data, now)
-            if next_datagram is None:
-                return data, now
-            datagram = next_datagram
+            acks, datas = steady_run()
+            if not acks:  # one block at a time (netascii, a retry, a read error)
+                try:
+                    data = recv(bufsize)
+                except (BlockingIOError, InterruptedError, TimeoutError, ConnectionRefusedError):
+                    return None, clock()
+                now = clock()
+                answer = lockstep(data, now)
+                if answer is None:
+                    return data, now
+                self._send_one(answer)
+                continue
+            count = 0
+            started = clock()
+            for ack, datagram in zip(acks, datas):
+                try:
+                    data = recv(bufsize)
+                except (BlockingIOError, InterruptedError, TimeoutError, ConnectionRefusedError):
+                    # SO_RCVTIMEO ran out ``timeout`` after the last send: the
+                    # session's timer counts from then
+                    now = clock()
+                    steady_acked(count, max(started, now - timeout), started)
+                    return None, now
+                if data != ack:
+                    now = clock()
+                    steady_acked(count, now, started)
+                    return data, now
+                try:
+                    send(datagram)
+                except (BlockingIOError, InterruptedError, TimeoutError):
+                    self.dropped += 1  # the send buffer stayed full: like a loss on the wire
+                except OSError:
+                    pass  # e.g. ECONNREFUSED from the peer's ICMP: the retry budget decides
+                count += 1
+            steady_acked(count, clock(), started)
 
     def _upload_step(self, out: list[bytes]) -> list[bytes]:
         """Commit a complete upload before its final ACK leaves; discard a failed

@@ -61,6 +61,9 @@ from inetkit.proto.tftp import packets as P
 from inetkit.proto.tftp.options import Settings, accept_oack
 
 _HH = struct.Struct("!HH")
+#: blocks at most in one ``Sender.steady_run``
+STEADY_RUN = 256
+_NO_RUN: tuple[list[bytes], list[bytes]] = ([], [])
 _DATA = P.DATA
 _ACK = P.ACK
 
@@ -267,6 +270,10 @@ class Sender(_Session):
         super().__init__(settings, now, **kwargs)  # type: ignore[arg-type]
         self._block = source.block
         self._release = source.release
+        #: the source's bulk read (``OctetSource.blocks``), if it has one
+        self._blocks: Callable[[int, int], list[bytes]] | None = getattr(source, "blocks", None)
+        #: the block of the current steady run that is the file's short last one (None: none)
+        self._run_short: int | None = None
         #: first block not yet acknowledged
         self.base = 1
         #: highest block sent so far (0: none)
@@ -297,6 +304,7 @@ class Sender(_Session):
         blksize only from the OACK makes its real source then)."""
         self._block = source.block
         self._release = source.release
+        self._blocks = getattr(source, "blocks", None)
 
     def start(self, now: float) -> list[bytes]:
         if self._request is not None:
@@ -535,6 +543,61 @@ class Sender(_Session):
             self._probe_at = now
         self.deadline = now + self.rto
         return _HH.pack(_DATA, wire) + payload
+
+    def steady_run(self) -> tuple[list[bytes], list[bytes]]:
+        """Lock-step in bulk: ``(acks, datas)``, where ``acks[j]`` is the ACK of
+        block base+j and ``datas[j]`` the DATA of block base+j+1 that answers
+        it, for as many blocks as the source has read ahead (the last may be
+        the file's short final block).  Both empty when not in steady
+        lock-step, or when the source has no bulk read or fails (the
+        per-block ``lockstep_ack`` then goes on, and reports any error).
+
+        The driver sends ``datas[j]`` for each ``acks[j]`` that arrives in
+        turn, nothing else in between, and then says how many with
+        ``steady_acked``.  Why: per block that is a bytes comparison and a
+        send, where ``lockstep_ack`` keeps the whole state up to date every
+        block; lock-step TFTP's throughput is its per-block CPU (issue 5)."""
+        blocks = self._blocks
+        if self._steady_ack is None or self.retries or blocks is None:
+            return _NO_RUN
+        base = self.base
+        try:
+            payloads = blocks(base + 1, STEADY_RUN)
+        except (Abort, OSError):
+            return _NO_RUN
+        blksize = self.blksize
+        self._run_short = None
+        for j, payload in enumerate(payloads):
+            if len(payload) != blksize:
+                if len(payload) > blksize:
+                    return _NO_RUN
+                del payloads[j + 1:]
+                self._run_short = base + 1 + j
+                break
+        pack = _HH.pack
+        acks = [pack(_ACK, index & 0xFFFF) for index in range(base, base + len(payloads))]
+        datas = [pack(_DATA, index & 0xFFFF) + payload for index, payload in enumerate(payloads, base + 1)]
+        return acks, datas
+
+    def steady_acked(self, count: int, now: float, started: float) -> None:
+        """The driver got the first ``count`` ACKs of the last ``steady_run``
+        and sent their answers, the first ACK waited for from ``started`` on
+        and the last at ``now``: the state ``lockstep_ack`` would have after
+        as many calls (the run's mean round trip is the RTT sample)."""
+        if not count:
+            return
+        self._probe = 0  # the run's own sample replaces a pending one
+        self._sample((now - started) / count)
+        self.bytes += count * self.blksize  # the ACKs were all of full blocks
+        self.last_progress = now
+        base = self.base = self.sent_max = self.base + count
+        if base == self._run_short:
+            self.last_index = base
+            self._steady_ack = None
+        else:
+            self._steady_ack = _HH.pack(_ACK, base & 0xFFFF)
+        self._release(base)
+        self.deadline = now + self.rto
 
     def _ack(self, wire: int, now: float) -> list[bytes]:
         base = self.base

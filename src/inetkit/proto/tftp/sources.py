@@ -52,6 +52,20 @@ class OctetSource:
         self._count = len(chunk) // blksize + (1 if len(chunk) < self._per * blksize else 0)
         return chunk[:blksize]
 
+    def blocks(self, first: int, limit: int) -> list[bytes]:
+        """Blocks ``first`` .. (at most ``limit`` of them, at least one) as far
+        as the read-ahead chunk goes, reading the next chunk when ``first``
+        starts it (``Sender.steady_run``: lock-step blocks in bulk)."""
+        i = first - self._first
+        if not 0 <= i < self._count:
+            block = self.block(first)
+            i = first - self._first
+            if not 0 <= i < self._count:
+                return [block]  # read on its own (big blocks, or out of order)
+        blksize = self.blksize
+        chunk = self._chunk
+        return [chunk[k * blksize:(k + 1) * blksize] for k in range(i, min(self._count, i + limit))]
+
     def release(self, below: int) -> None:
         pass
 
