@@ -116,17 +116,20 @@ def start_inetkit(
     connection_log: bool = False,
     pin: str | None = None,
     workdir: Path | None = None,
+    main_module: str = "inetkit.cli.main",
 ) -> Server:
     """``inetkit serve -c CONF`` on a generated config; ports come from its table.
 
     ``services`` maps a service name to its TOML keys (port defaults to 0).
     Logs go to a file in the work directory, as a daemon's would.
+    ``main_module`` runs instead of inetkit's CLI (a measurement wrapper
+    that ends by calling it, e.g. ``bench.logtoggle``).
     """
     workdir = workdir or Path(tempfile.mkdtemp(prefix="inetkit-bench-"))
     conf = workdir / f"{label.replace(' ', '_').replace('/', '_')}.toml"
     conf.write_text(inetkit_config({n: {"port": 0, **k} for n, k in services.items()}))
     log = open(workdir / (conf.stem + ".log"), "ab")
-    argv = [sys.executable, "-m", "inetkit.cli.main", "serve", "-c", str(conf), "--strict",
+    argv = [sys.executable, "-m", main_module, "serve", "-c", str(conf), "--strict",
             "--control", str(workdir / f"{conf.stem}.sock")]
     if not connection_log:
         argv.append("--no-connection-log")
