@@ -67,7 +67,7 @@ def run(ctx: Context) -> None:
         alternate(ctx, list(servers), runs, measure, NAME)
         log_costs = _paired_log_costs(ctx, servers, params, duration)
     say(f"{NAME} log switched off and on inside one daemon")
-    toggled = logtoggle.measure(ctx.runs(40, 120), 0.25)
+    toggled = logtoggle.measure(ctx.runs(40, 240), 0.25)
 
     def med(m, label):  # type: ignore[no-untyped-def]
         s = m.summary(label)
