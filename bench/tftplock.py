@@ -1,10 +1,12 @@
-"""``python -m bench.tftplock [BLKSIZE] [RUNS] [CPU]``: lock-step TFTP, curl
+"""``python -m bench.tftplock [BLKSIZE] [RUNS] [CPU] [--old SRC]``: lock-step TFTP, curl
 downloading 24 MiB from inetkit, in.tftpd and atftpd, client and server
 pinned to one CPU (as the tftp scenario does), with CPU per block beside the
 rates: the server's (utime+stime of its process tree, /proc) and curl's
 (rusage of the finished child).  Lock-step is round-trip bound, so CPU per
 block is what to compare on a busy machine; in.tftpd's forked children are
-not reaped into its account, so its server column stays empty.
+not reaped into its account, so its server column stays empty.  ``--old
+SRC`` adds the inetkit server of another tree (a git worktree's ``src``),
+to judge a change side by side.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.peers import require
 from bench.procs import set_affinity
@@ -40,7 +43,25 @@ def tree_cpu(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _inetkit_from(src: str, root: Path) -> Any:
+    """The inetkit server with ``src`` (an older tree's, e.g. a git worktree's
+    ``src``) first on its path."""
+    import bench.servers as servers_module
+
+    base_env = servers_module._env
+    servers_module._env = lambda: {**base_env(), "PYTHONPATH": os.pathsep.join([src, base_env()["PYTHONPATH"]])}
+    try:
+        return _inetkit(root)
+    finally:
+        servers_module._env = base_env
+
+
 def main(argv: list[str]) -> int:
+    old_src = None
+    if "--old" in argv:  # ``--old SRC``: that tree's server too, beside this one's
+        i = argv.index("--old")
+        old_src = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     blksize = int(argv[0]) if argv else 512
     runs = int(argv[1]) if len(argv) > 1 else 5
     cpu = int(argv[2]) if len(argv) > 2 else 0
@@ -54,13 +75,15 @@ def main(argv: list[str]) -> int:
     servers = {}
     try:
         servers = {"inetkit": _inetkit(root), "in.tftpd": _hpa(root), "atftpd": _atftpd(root)}
+        if old_src is not None:
+            servers["inetkit old"] = _inetkit_from(old_src, root)
         for server in servers.values():
             set_affinity(server.pid, {cpu})
         blocks = SIZE / blksize
         rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in servers}
         names = list(servers)
         for r in range(runs):
-            for name in names[r % 3:] + names[:r % 3]:  # rotated, like the bench
+            for name in names[r % len(names):] + names[:r % len(names)]:  # rotated, like the bench
                 before = tree_cpu(servers[name].pid)
                 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
@@ -79,7 +102,7 @@ def main(argv: list[str]) -> int:
         print(f"blksize {blksize}, {runs} runs, CPU {cpu}, load {os.getloadavg()[0]:.2f}")
         for name, values in rows.items():
             rate = statistics.median(v[0] for v in values)
-            print(f"  {name:9s} {rate:7.1f} MiB/s ({rate / ref:.2f}x)  server {statistics.median(v[1] for v in values):5.2f}"
+            print(f"  {name:11s} {rate:7.1f} MiB/s ({rate / ref:.2f}x)  server {statistics.median(v[1] for v in values):5.2f}"
                   f" us/block  curl {statistics.median(v[2] for v in values):5.2f} us/block")
     finally:
         for server in servers.values():
