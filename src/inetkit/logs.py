@@ -119,8 +119,8 @@ class ConnectionLog:
         #: who wrote the last run (this log for ``_LINE``, or an InstantLines)
         self._run_owner: object = None
         self.timer: asyncio.TimerHandle | None = None
-        #: the InstantLines writing into this log's batch
-        self._instant: list[InstantLines] = []
+        #: the InstantLines writing into this log's batch, by (service, model)
+        self._instant: dict[tuple[str, str], InstantLines] = {}
         self._second = -1
         self._stamp = ""
         #: the wall-clock text of the current millisecond, and when it ends
@@ -159,7 +159,7 @@ class ConnectionLog:
         self.marks.clear()
         self._run_owner = None
         self.timer = None
-        for lines in self._instant:
+        for lines in self._instant.values():
             lines.until, lines.template = 0.0, ""  # remade with this PID
 
     def _new_parts(self, service: str, model: str) -> tuple[str, str, str]:
@@ -264,9 +264,11 @@ class ConnectionLog:
 
     def instant_lines(self, service: str, model: str) -> InstantLines:
         """The lines of ``service``'s connections that this process served
-        whole within one event-loop callback (see ``InstantLines``)."""
-        lines = InstantLines(self, service, model)
-        self._instant.append(lines)
+        whole within one event-loop callback (see ``InstantLines``); one per
+        service and model, however often asked (a reload makes new runtimes)."""
+        lines = self._instant.get((service, model))
+        if lines is None:
+            lines = self._instant[(service, model)] = InstantLines(self, service, model)
         return lines
 
     def _arm_flush(self) -> bool:
@@ -288,7 +290,7 @@ class ConnectionLog:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        for lines in self._instant:
+        for lines in self._instant.values():
             lines.until = 0.0  # their next line arms the next flush and starts a run
         self._run_owner = None
         values, marks = self.buffer, self.marks
@@ -328,10 +330,10 @@ class InstantLines:
     noticeable part of the daemon's work (issue 3 wants <= 5 %).  So it
     keeps a ``%`` template with everything but the peer already in it
     (time, service, model, PID, sizes, outcome), remade when the
-    millisecond, the sizes or the outcome change, and a line is that
-    template starts a run of lines in the log's batch (``renew``); a line
-    is then only its peer's two values appended to the batch, in order
-    with every other line.  The instant path inlines ``add`` for its common
+    millisecond, the sizes or the outcome change.  Each (re)made template
+    starts a run of lines in the log's batch (``renew``); a line is then
+    only its peer's two values appended to the batch, in order with every
+    other line.  The instant path inlines ``add`` for its common
     case (see ``serve_instant``): while ``now < until`` and the reply size
     equals ``ok_bytes_out`` the run goes on.  Measured in-process: 0.39 us
     a line, queue and write, against 0.78 us through ``ConnectionLog.queue``;
