@@ -28,9 +28,8 @@ import statistics
 import sys
 from typing import Any
 
-import bench.servers as servers_module
 from bench.cload import fast_load
-from bench.servers import start_inetkit
+from bench.servers import source_first, start_inetkit
 
 CLIENTS = 10
 DAYTIME = {"daytime": {"proto": "tcp", "handler": "daytime", "model": "async"}}
@@ -38,13 +37,8 @@ DAYTIME = {"daytime": {"proto": "tcp", "handler": "daytime", "model": "async"}}
 
 def _start(label: str, src: str | None, connection_log: bool) -> Any:
     """An ``inetkit serve`` with async daytime; ``src`` first on its path."""
-    base_env = servers_module._env
-    if src is not None:
-        servers_module._env = lambda: {**base_env(), "PYTHONPATH": os.pathsep.join([src, base_env()["PYTHONPATH"]])}
-    try:
+    with source_first(src):
         return start_inetkit(label, DAYTIME, connection_log=connection_log)
-    finally:
-        servers_module._env = base_env
 
 
 def main(argv: list[str]) -> int:

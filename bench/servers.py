@@ -10,6 +10,7 @@ peers get a port picked free just before and are waited for by connecting.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.peers import require
 from bench.procs import Server, free_port, popen, stop_process, wait_port
@@ -107,6 +108,20 @@ def read_ready(proc: subprocess.Popen[str], timeout: float, marker: str = "inetk
     # keep draining stdout so the server never blocks on a full pipe
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
     return lines
+
+
+@contextlib.contextmanager
+def source_first(src: str | None) -> Iterator[None]:
+    """Servers started inside run with ``src`` (another tree's ``src``, e.g. a
+    git worktree's) first on their path: old code beside new.  None: no change."""
+    global _env
+    base_env = _env
+    if src is not None:
+        _env = lambda: {**base_env(), "PYTHONPATH": os.pathsep.join([src, base_env()["PYTHONPATH"]])}
+    try:
+        yield
+    finally:
+        _env = base_env
 
 
 def start_inetkit(

@@ -20,11 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from bench.peers import require
 from bench.procs import set_affinity
 from bench.scenarios.tftp import _atftpd, _hpa, _inetkit
+from bench.servers import source_first
 
 SIZE = 24 << 20
 
@@ -41,19 +41,6 @@ def tree_cpu(pid: int) -> float:
             continue
         total += sum(int(x) for x in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def _inetkit_from(src: str, root: Path) -> Any:
-    """The inetkit server with ``src`` (an older tree's, e.g. a git worktree's
-    ``src``) first on its path."""
-    import bench.servers as servers_module
-
-    base_env = servers_module._env
-    servers_module._env = lambda: {**base_env(), "PYTHONPATH": os.pathsep.join([src, base_env()["PYTHONPATH"]])}
-    try:
-        return _inetkit(root)
-    finally:
-        servers_module._env = base_env
 
 
 def main(argv: list[str]) -> int:
@@ -76,7 +63,8 @@ def main(argv: list[str]) -> int:
     try:
         servers = {"inetkit": _inetkit(root), "in.tftpd": _hpa(root), "atftpd": _atftpd(root)}
         if old_src is not None:
-            servers["inetkit old"] = _inetkit_from(old_src, root)
+            with source_first(old_src):
+                servers["inetkit old"] = _inetkit(root)
         for server in servers.values():
             set_affinity(server.pid, {cpu})
         blocks = SIZE / blksize
